@@ -1,0 +1,171 @@
+"""Callback and config bookkeeping for oscar's Runnable shells, written once.
+
+Every wrapper in this package (failover, router, cache, ensemble...) derives from
+:class:`OscarRunnable` and implements only ``_invoke``/``_ainvoke`` (and optionally
+``_stream``/``_astream``). This base opens the run with LangChain's run manager,
+and :func:`child_config` gives the wrapped runnables a config whose callbacks are
+the run's children, so ``parent_run_id`` nests correctly for invoke, ainvoke, batch
+and stream alike (langchain-core's own ``fallbacks.py`` repeats this dance six times).
+
+:func:`annotate_run` attaches attributes (``oscar.route``, ``oscar.cache.hit``...) to
+the current run; oscar's tracer turns them into span attributes.
+
+Example:
+    >>> class AddOne(OscarRunnable[int, int]):
+    ...     def _invoke(self, input, run_manager, config):
+    ...         return input + 1
+    ...     async def _ainvoke(self, input, run_manager, config):
+    ...         return input + 1
+    >>> AddOne().invoke(1), AddOne().batch([1, 2]), list(AddOne().stream(5))
+    (2, [2, 3], [6])
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator, Mapping
+from typing import Any, Generic, TypeVar
+
+from langchain_core.callbacks import (
+    AsyncCallbackManagerForChainRun,
+    CallbackManagerForChainRun,
+)
+from langchain_core.runnables import RunnableConfig, RunnableSerializable
+from langchain_core.runnables.config import merge_configs, patch_config
+
+__all__ = [
+    "ANNOTATION_EVENT",
+    "OscarRunnable",
+    "aannotate_run",
+    "annotate_run",
+    "child_config",
+]
+
+Input = TypeVar("Input")
+Output = TypeVar("Output")
+
+ANNOTATION_EVENT = "oscar.annotate"
+"""Name of the custom callback event that carries run attributes to the tracer."""
+
+RunManager = CallbackManagerForChainRun | AsyncCallbackManagerForChainRun
+
+
+def child_config(
+    config: RunnableConfig,
+    run_manager: RunManager,
+    tag: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> RunnableConfig:
+    """Config for a runnable called from inside ``run_manager``'s run.
+
+    Args:
+        config: the config the outer run was called with.
+        run_manager: the outer run's manager.
+        tag: an optional tag for the child run (e.g. ``"candidate:gpt-4o"``).
+        metadata: extra metadata for the child run (e.g. the attempt number).
+    """
+    patched = patch_config(config, callbacks=run_manager.get_child(tag))
+    if metadata:
+        patched = merge_configs(patched, {"metadata": dict(metadata)})
+    return patched
+
+
+def annotate_run(run_manager: CallbackManagerForChainRun, attributes: Mapping[str, Any]) -> None:
+    """Attach ``attributes`` to the run of ``run_manager`` (seen by oscar's tracer)."""
+    run_manager.get_child().on_custom_event(
+        ANNOTATION_EVENT, dict(attributes), run_id=run_manager.run_id
+    )
+
+
+async def aannotate_run(
+    run_manager: AsyncCallbackManagerForChainRun, attributes: Mapping[str, Any]
+) -> None:
+    """Async form of :func:`annotate_run`."""
+    await run_manager.get_child().on_custom_event(
+        ANNOTATION_EVENT, dict(attributes), run_id=run_manager.run_id
+    )
+
+
+class OscarRunnable(RunnableSerializable[Input, Output], Generic[Input, Output]):
+    """Base of oscar's Runnable shells: subclasses implement the ``_``-methods only.
+
+    ``batch``/``abatch`` come from LangChain (each input is one ``invoke`` run with
+    its own run id). Streaming defaults to one chunk holding the ``_invoke`` result;
+    subclasses that can stream override ``_stream``/``_astream``.
+    """
+
+    def _invoke(
+        self, input: Input, run_manager: CallbackManagerForChainRun, config: RunnableConfig
+    ) -> Output:
+        raise NotImplementedError
+
+    async def _ainvoke(
+        self,
+        input: Input,
+        run_manager: AsyncCallbackManagerForChainRun,
+        config: RunnableConfig,
+    ) -> Output:
+        raise NotImplementedError
+
+    def _stream(
+        self, input: Input, run_manager: CallbackManagerForChainRun, config: RunnableConfig
+    ) -> Iterator[Output]:
+        yield self._invoke(input, run_manager, config)
+
+    async def _astream(
+        self,
+        input: Input,
+        run_manager: AsyncCallbackManagerForChainRun,
+        config: RunnableConfig,
+    ) -> AsyncIterator[Output]:
+        yield await self._ainvoke(input, run_manager, config)
+
+    def invoke(self, input: Input, config: RunnableConfig | None = None, **kwargs: Any) -> Output:
+        """Run on one input (LangChain ``Runnable.invoke``)."""
+        return self._call_with_config(self._invoke, input, config, **kwargs)
+
+    async def ainvoke(
+        self, input: Input, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> Output:
+        """Run on one input asynchronously (LangChain ``Runnable.ainvoke``)."""
+        return await self._acall_with_config(self._ainvoke, input, config, **kwargs)
+
+    def _transform(
+        self,
+        inputs: Iterator[Input],
+        run_manager: CallbackManagerForChainRun,
+        config: RunnableConfig,
+    ) -> Iterator[Output]:
+        for item in inputs:
+            yield from self._stream(item, run_manager, config)
+
+    async def _atransform(
+        self,
+        inputs: AsyncIterator[Input],
+        run_manager: AsyncCallbackManagerForChainRun,
+        config: RunnableConfig,
+    ) -> AsyncIterator[Output]:
+        async for item in inputs:
+            async for chunk in self._astream(item, run_manager, config):
+                yield chunk
+
+    def stream(
+        self, input: Input, config: RunnableConfig | None = None, **kwargs: Any | None
+    ) -> Iterator[Output]:
+        """Stream the output (LangChain ``Runnable.stream``)."""
+        yield from self._transform_stream_with_config(
+            iter([input]), self._transform, config, **kwargs
+        )
+
+    async def astream(
+        self, input: Input, config: RunnableConfig | None = None, **kwargs: Any | None
+    ) -> AsyncIterator[Output]:
+        """Stream the output asynchronously (LangChain ``Runnable.astream``)."""
+
+        async def one() -> AsyncIterator[Input]:
+            yield input
+
+        async for chunk in self._atransform_stream_with_config(
+            one(), self._atransform, config, **kwargs
+        ):
+            yield chunk
+
