@@ -80,7 +80,7 @@ def main() -> None:
             (
                 "count batch (2 threads)",
                 lambda: raw.encode_ordinary_batch(docs, num_threads=2),
-                lambda: ours.count_batch(docs, num_threads=2),
+                lambda: ours.count_batch(docs),
             ),
             (
                 "vs tiktoken encode()",

@@ -39,9 +39,7 @@ def run(ctx: DemoContext) -> None:
         info = registry.get(model)
         prompt = TokenCounter(info.encoding).count_messages(messages)
         cost = info.cost(prompt, 300)
-        out(
-            f"    {model:<18} {prompt:>5} prompt tokens  ${cost:.6f}"
-        )
+        out(f"    {model:<18} {prompt:>5} prompt tokens  ${cost:.6f}")
     out("== Error classifier ==")
     samples: list[BaseException] = [
         _StatusError("Rate limit reached", 429, {"retry-after": "2"}),

@@ -222,3 +222,56 @@ def test_trim_messages_keeps_system_and_latest() -> None:
     assert counter.trim(messages, 5) == []
     assert counter.trim(messages, 10_000) == messages
     assert repr(counter) == "TokenCounter('o200k_base')"
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                "alpha",
+                "Beta",
+                "GAMMA",
+                " ",
+                "  ",
+                "\n",
+                "\n\n",
+                "42",
+                "3.5",
+                "it's",
+                "日本",
+                "🤖",
+                ",",
+                "x",
+            ]
+        ),
+        min_size=0,
+        max_size=300,
+    ),
+    st.integers(min_value=1, max_value=64),
+)
+def test_parallel_encoding_is_exact(parts: list[str], threshold: int) -> None:
+    text = "".join(parts)
+    for name in ("cl100k_base", "o200k_base"):
+        serial = TokenCounter(name, num_threads=1)
+        parallel = TokenCounter(name, num_threads=3, parallel_threshold=threshold)
+        assert parallel.encode(text) == serial.encode(text)
+        assert parallel.count(text) == serial.count(text)
+
+
+def test_parallel_on_real_prose() -> None:
+    text = ("The quick brown fox jumps over the lazy dog. It's 3.14 o'clock! " * 3000) + "end"
+    serial = TokenCounter("o200k_base", num_threads=1)
+    parallel = TokenCounter("o200k_base", num_threads=2, parallel_threshold=1000)
+    assert parallel.encode(text) == serial.encode(text)
+    assert parallel.count(text) == serial.count(text)
+    no_cut = "日本語" * 2000  # no ASCII word boundary: one piece
+    assert parallel.count(no_cut) == serial.count(no_cut)
+    assert parallel.encode(no_cut) == serial.encode(no_cut)
+
+
+def test_counter_arguments() -> None:
+    with pytest.raises(ConfigurationError, match="num_threads"):
+        TokenCounter(num_threads=0)
+    with pytest.raises(ConfigurationError, match="parallel_threshold"):
+        TokenCounter(parallel_threshold=0)
