@@ -92,6 +92,20 @@ class AnthropicOverloadedError(Exception):
             False,
             False,
         ),
+        (
+            APIStatusError(
+                "Error code: 400",
+                400,
+                body={
+                    "code": 400,
+                    "message": "request (3009 tokens) exceeds the available context size (2048 tokens)",
+                    "type": "exceed_context_size_error",
+                },
+            ),
+            ErrorKind.CONTEXT_LENGTH,
+            False,
+            False,
+        ),
         (APITimeoutError("Request timed out."), ErrorKind.TIMEOUT, True, True),
         (asyncio.TimeoutError(), ErrorKind.TIMEOUT, True, True),
         (TimeoutError("read"), ErrorKind.TIMEOUT, True, True),
