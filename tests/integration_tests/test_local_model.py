@@ -252,3 +252,23 @@ def test_server_dies_with_its_owner(how, tail):
     assert owner.stdout is not None
     owner.stdout.close()
     assert _wait_gone(pid), f"llama-server {pid} outlived its owner after {how}"
+
+
+def test_demo_section_against_the_real_model(local_model_server):
+    from oscar_langchain.demo.context import DemoContext
+    from oscar_langchain.demo.local import run
+
+    lines: list[str] = []
+    ctx = DemoContext(
+        corpus=[],
+        questions=[],
+        embeddings=None,  # type: ignore[arg-type]
+        chat_model=lambda i, **kw: local_model_server.chat_model(**kw),
+        out=lines.append,
+    )
+    run(ctx)
+    text = "\n".join(lines)
+    assert "A: " in text and "usage: " in text
+    assert "-> rate_limit, retry after 2s" in text
+    assert "-> connection" in text
+    assert "the chaos server saw 3 requests" in text
