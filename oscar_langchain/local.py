@@ -241,7 +241,7 @@ def _binary_path() -> Path:
 
 # -- process lifetime -----------------------------------------------------------------
 _LIVE: set[LocalModelServer] = set()
-_LIVE_LOCK = threading.Lock()
+_LIVE_LOCK = threading.RLock()  # re-entrant: the SIGTERM handler may run while held
 _HOOKS: list[bool] = []  # non-empty once the atexit/SIGTERM hooks are installed
 
 

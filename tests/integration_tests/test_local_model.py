@@ -168,7 +168,7 @@ def test_binary_that_exits_gives_its_log_tail(tmp_path, fake_model, monkeypatch)
     binary = _fake_binary(tmp_path, 'echo "loading model"; echo "error: bad magic" >&2; exit 3')
     monkeypatch.setattr(local, "_binary_path", lambda: binary)
     settings = LocalServerSettings(startup_timeout=20)
-    server = LocalModelServer(cache_dir=fake_model, settings=settings)
+    server = LocalModelServer(cache_dir=fake_model, settings=settings, log_path=tmp_path / "l.log")
     with pytest.raises(LocalServerError) as info:
         server.start()
     message = str(info.value)
@@ -184,7 +184,7 @@ def test_binary_that_never_gets_healthy_is_killed(tmp_path, fake_model, monkeypa
     monkeypatch.setattr(local, "_binary_path", lambda: binary)
     settings = LocalServerSettings(startup_timeout=1.0)
     with pytest.raises(LocalServerError, match="did not become healthy") as info:
-        LocalModelServer(cache_dir=fake_model, settings=settings).start()
+        LocalModelServer(cache_dir=fake_model, settings=settings, log_path=tmp_path / "l").start()
     assert "still loading" in info.value.tail
     assert _wait_gone(int(pid_file.read_text()))
 
@@ -195,11 +195,11 @@ def test_port_clash_is_retried_on_another_port(tmp_path, fake_model, monkeypatch
     binary = _fake_binary(tmp_path, script)
     monkeypatch.setattr(local, "_binary_path", lambda: binary)
     with pytest.raises(LocalServerError, match="couldn't bind"):
-        LocalModelServer(cache_dir=fake_model).start()
+        LocalModelServer(cache_dir=fake_model, log_path=tmp_path / "l.log").start()
     assert len(count.read_text().splitlines()) == 3
     count.unlink()
     with pytest.raises(LocalServerError):
-        LocalModelServer(cache_dir=fake_model, port=54321).start()  # fixed port: no retry
+        LocalModelServer(cache_dir=fake_model, port=54321, log_path=tmp_path / "m.log").start()
     assert len(count.read_text().splitlines()) == 1
 
 
