@@ -208,17 +208,17 @@ OWNER = textwrap.dedent(
     """
     import sys, time
     from oscar_langchain.local import LocalModelServer
-    server = LocalModelServer().start()
+    server = LocalModelServer(log_path=sys.argv[1]).start()
     print(server.pid, flush=True)
     {tail}
     """
 )
 
 
-def _owner(tail: str) -> tuple[subprocess.Popen[str], int]:
+def _owner(tail: str, log: Path) -> tuple[subprocess.Popen[str], int]:
     require_local_extra()
     proc = subprocess.Popen(
-        [sys.executable, "-c", OWNER.format(tail=tail)],
+        [sys.executable, "-c", OWNER.format(tail=tail), str(log)],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         text=True,
@@ -239,8 +239,8 @@ def _owner(tail: str) -> tuple[subprocess.Popen[str], int]:
         ("SIGKILL", "time.sleep(600)"),
     ],
 )
-def test_server_dies_with_its_owner(how, tail):
-    owner, pid = _owner(tail)
+def test_server_dies_with_its_owner(how, tail, tmp_path):
+    owner, pid = _owner(tail, tmp_path / "server.log")
     assert psutil.pid_exists(pid)
     if how == "SIGTERM":
         owner.send_signal(signal.SIGTERM)
