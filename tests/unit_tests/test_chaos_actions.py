@@ -189,3 +189,14 @@ def test_sse_chunks_without_usage_and_empty_answer():
     payloads = [json.loads(e[len(b"data: ") :]) for e in events[:-1]]
     assert all(p["choices"] for p in payloads)  # no usage chunk
     assert len(payloads) == 2  # role + finish
+
+
+def test_split_sse_events_regroups_lines_into_events():
+    from oscar_langchain.testing.openai_format import split_sse_events
+
+    lines = [b"data: 1\r\n", b"\r\n", b"\n", b"event: x\n", b"data: 2\n", b"\n", b"data: 3\n"]
+    assert list(split_sse_events(lines)) == [
+        b"data: 1\n\n",
+        b"event: x\ndata: 2\n\n",
+        b"data: 3\n\n",
+    ]
