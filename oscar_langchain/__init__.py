@@ -21,6 +21,7 @@ from oscar_langchain.errors import (
     classify_error,
     safe_execute,
 )
+from oscar_langchain.local import LocalModelServer, LocalServerError, LocalServerSettings
 from oscar_langchain.models import ModelInfo, ModelRegistry, default_registry, estimate_cost
 from oscar_langchain.tokens import TokenCounter, encoding_for, get_encoding
 
@@ -35,6 +36,9 @@ __all__ = [
     "ErrorClassification",
     "ErrorKind",
     "FailoverError",
+    "LocalModelServer",
+    "LocalServerError",
+    "LocalServerSettings",
     "ModelInfo",
     "ModelRegistry",
     "OfflineEmbeddings",

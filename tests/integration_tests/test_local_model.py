@@ -92,12 +92,6 @@ def test_server_lists_its_model(local_model_server):
     assert ids == ["gemma-3-270m"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="classify_error misses llama-server's overflow: openai.BadRequestError status 400, "
-    "code='400', type='exceed_context_size_error', message 'request (N tokens) exceeds the "
-    "available context size (2048 tokens)' -> BAD_REQUEST instead of CONTEXT_LENGTH",
-)
 def test_context_overflow_is_classified_as_context_length(local_model_server):
     with pytest.raises(Exception) as info:
         local_model_server.chat_model(max_retries=0).invoke("word " * 2500)

@@ -6,9 +6,10 @@ from oscar_langchain.demo.__main__ import load_context, main
 
 
 def test_demo_runs_offline(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main() == 0
+    assert main(["--no-local"]) == 0
     out = capsys.readouterr().out
     assert "o200k_base" in out and "rate_limit" in out and "demo finished" in out
+    assert "no local model in this run" in out
 
 
 def test_demo_context() -> None:
