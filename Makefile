@@ -29,9 +29,9 @@ system-deps:
 	@command -v redis-server >/dev/null 2>&1 || { \
 		echo ">> installing redis-server (Debian package)"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server >/dev/null; }
-	@command -v cmake >/dev/null 2>&1 && command -v g++ >/dev/null 2>&1 || { \
-		echo ">> installing build tools for llama-server (Debian packages)"; \
-		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq cmake g++ >/dev/null; }
+	@command -v g++ >/dev/null 2>&1 || { \
+		echo ">> installing build tools for llama-server (Debian build-essential)"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq build-essential >/dev/null; }
 
 demo: install
 	$(BIN)/python -m oscar_langchain.demo
