@@ -8,6 +8,7 @@ Usage: python -m tests.integration_tests.breaker_worker URL NAMESPACE COMMAND [A
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -31,10 +32,8 @@ def main(argv: list[str]) -> None:
     out: dict[str, object] = {}
     if command == "fail":
         for _ in range(int(argv[3])):
-            try:
+            with contextlib.suppress(TimeoutError, CircuitOpenError):
                 breaker.call(_timeout)
-            except (TimeoutError, CircuitOpenError):
-                pass
     elif command == "state":
         try:
             breaker.call(lambda: None)

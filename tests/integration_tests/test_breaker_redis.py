@@ -15,7 +15,12 @@ import pytest
 from langchain_core.runnables import RunnableLambda
 
 from oscar_langchain.breaker_store import RedisBreakerStore
-from oscar_langchain.circuit_breaker import BreakerConfig, BreakerEvent, CircuitBreaker, CircuitState
+from oscar_langchain.circuit_breaker import (
+    BreakerConfig,
+    BreakerEvent,
+    CircuitBreaker,
+    CircuitState,
+)
 from oscar_langchain.failover import FailoverRunnable, RetryPolicy
 from tests._support.redis_server import RedisServer
 from tests.integration_tests.breaker_worker import CONFIG
@@ -24,10 +29,19 @@ pytestmark = pytest.mark.redis
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def worker(url: str, namespace: str, *args: object, open_duration: float = 60) -> subprocess.Popen[str]:
+def worker(
+    url: str, namespace: str, *args: object, open_duration: float = 60
+) -> subprocess.Popen[str]:
     env = {**os.environ, "OSCAR_TEST_OPEN_DURATION": str(open_duration)}
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.integration_tests.breaker_worker", url, namespace, *map(str, args)],
+        [
+            sys.executable,
+            "-m",
+            "tests.integration_tests.breaker_worker",
+            url,
+            namespace,
+            *map(str, args),
+        ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         text=True,
@@ -53,7 +67,9 @@ def test_half_open_admits_exactly_n_probes_across_processes(redis_server: RedisS
     ns = f"test:{uuid.uuid4().hex}"
     assert result(worker(redis_server.url, ns, "fail", 5, open_duration=1.0))["state"] == "open"
     start_at = time.time() + 4.0  # after the open second and both starts: probe together
-    procs = [worker(redis_server.url, ns, "probe", 5, start_at, open_duration=1.0) for _ in range(2)]
+    procs = [
+        worker(redis_server.url, ns, "probe", 5, start_at, open_duration=1.0) for _ in range(2)
+    ]
     admitted = [result(p)["admitted"] for p in procs]
     assert sum(admitted) == CONFIG.half_open_max_calls  # 3 cluster-wide, not 3 per process
     store = RedisBreakerStore(redis_server.url, namespace=ns)

@@ -23,6 +23,7 @@ from oscar_langchain.testing import (
     server_error,
     slow,
 )
+from tests._support.backends import local_model_server_factory  # noqa: F401 - fixture
 
 pytest.importorskip("langchain_openai")
 
@@ -73,9 +74,10 @@ def test_fault_loses_no_request_and_breaker_opens_and_recovers(
 ) -> None:
     events: list[BreakerEvent] = []
     sleep = RecordingSleep()
-    with ChaosServer(default=ok("flaky answer"), model="flaky") as flaky, ChaosServer(
-        default=ok("healthy answer"), model="healthy"
-    ) as healthy:
+    with (
+        ChaosServer(default=ok("flaky answer"), model="flaky") as flaky,
+        ChaosServer(default=ok("healthy answer"), model="healthy") as healthy,
+    ):
         port = flaky.port
         if fault is None:
             flaky.stop()  # connection refused
@@ -87,7 +89,9 @@ def test_fault_loses_no_request_and_breaker_opens_and_recovers(
                 healthy.chat_model(timeout=5),
             ],
             names=["flaky", "healthy"],
-            breaker_config=BreakerConfig(window_size=10, minimum_calls=5, open_duration=OPEN_SECONDS),
+            breaker_config=BreakerConfig(
+                window_size=10, minimum_calls=5, open_duration=OPEN_SECONDS
+            ),
             breaker_listeners=[events.append],
             retry=RetryPolicy(max_attempts=2, initial_backoff=0.01, jitter=0.0, max_retry_after=1),
             stream_policy="continue",
@@ -136,5 +140,37 @@ def _refused(port: int) -> Any:
     from langchain_openai import ChatOpenAI
 
     return ChatOpenAI(
-        model="flaky", base_url=f"http://127.0.0.1:{port}/v1", api_key="x", max_retries=0, timeout=0.3
+        model="flaky",
+        base_url=f"http://127.0.0.1:{port}/v1",
+        api_key="x",
+        max_retries=0,
+        timeout=0.3,
     )
+
+
+@pytest.mark.local_model
+def test_local_model_killed_mid_run_loses_no_request(
+    local_model_server_factory: Any,  # noqa: F811 - the fixture imported above
+) -> None:
+    """The primary is a real llama-server; the test kills it after a few requests."""
+    events: list[BreakerEvent] = []
+    primary = local_model_server_factory()
+    with ChaosServer(default=ok("healthy answer"), model="healthy") as healthy:
+        chain = FailoverRunnable(
+            candidates=[
+                primary.chat_model(max_tokens=4, timeout=30, max_retries=0),
+                healthy.chat_model(timeout=5),
+            ],
+            names=["local", "healthy"],
+            breaker_config=BreakerConfig(window_size=10, minimum_calls=3, open_duration=60),
+            breaker_listeners=[events.append],
+            retry=RetryPolicy(max_attempts=2, initial_backoff=0.01, jitter=0.0),
+        )
+        outputs = [chain.invoke(f"Say hi {i}") for i in range(5)]
+        primary.stop()  # killed mid-run
+        outputs += [chain.invoke(f"Say hi {i}") for i in range(5, 40)]
+    assert len(outputs) == 40 and all(isinstance(o.content, str) for o in outputs)
+    assert [o.response_metadata["oscar.candidate"] for o in outputs[:5]] == ["local"] * 5
+    assert all(o.response_metadata["oscar.candidate"] == "healthy" for o in outputs[5:])
+    assert chain.breakers["local"].state is CircuitState.OPEN
+    assert any(e.kind == "transition" and e.state is CircuitState.OPEN for e in events)
