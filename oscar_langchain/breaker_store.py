@@ -95,6 +95,9 @@ class InMemoryBreakerStore:
         self._guard = threading.Lock()
 
     def _slot(self, name: str, config: BreakerConfig) -> tuple[threading.Lock, BreakerMachine]:
+        machine = self._machines.get(name)  # fast path: a dict read is atomic
+        if machine is not None and (machine.config is config or machine.config == config):
+            return self._locks[name], machine
         with self._guard:
             machine = self._machines.get(name)
             if machine is None or machine.config != config:

@@ -174,6 +174,8 @@ class CircuitBreaker:
         self.failure_policy = failure_policy
         self._listeners = list(listeners)
         self._degraded_seen = False
+        self.last_state = CircuitState.CLOSED
+        """The state this process last saw (no store access; use :meth:`snapshot` to read)."""
 
     # -- listeners ---------------------------------------------------------------
     def add_listener(self, listener: Callable[[BreakerEvent], None]) -> None:
@@ -197,6 +199,10 @@ class CircuitBreaker:
                     logger.exception("breaker %s: listener %r failed", self.name, listener)
 
     def _events(self, transitions: Sequence[Transition]) -> list[BreakerEvent]:
+        if transitions:
+            self.last_state = transitions[-1].to_state
+        elif self.store.degraded == self._degraded_seen:
+            return []  # the common case: nothing happened worth telling
         events = [
             BreakerEvent("transition", self.name, t.to_state, t.at, t.from_state, t.reason)
             for t in transitions
@@ -213,6 +219,7 @@ class CircuitBreaker:
     # -- permits -----------------------------------------------------------------
     def _admit(self, admission: Admission, now: float) -> Permit:
         events = self._events(admission.transitions)
+        self.last_state = admission.state
         if not admission.admitted:
             events.append(
                 BreakerEvent(
@@ -360,6 +367,7 @@ class CircuitBreaker:
             )
 
         snap = self.store.update(self.name, self.config, read)
+        self.last_state = snap.state
         self._emit(self._events([]))
         return snap
 

@@ -39,6 +39,7 @@ import contextvars
 import importlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from functools import partial
 from typing import Any, Literal
 
 from langchain_core.callbacks import (
@@ -93,6 +94,11 @@ def _to_messages(value: Any) -> list[BaseMessage]:
     if isinstance(value, str):
         return [HumanMessage(value)]
     return list(convert_to_messages(value))
+
+
+def _traced(run_manager: CallbackManagerForChainRun | AsyncCallbackManagerForChainRun) -> bool:
+    """Whether anyone listens to this run (annotations are skipped otherwise)."""
+    return bool(run_manager.handlers or run_manager.inheritable_handlers)
 
 
 def _text(value: Any) -> str:
@@ -218,7 +224,7 @@ class FailoverRunnable(OscarRunnable[Any, Any]):
         return output, {
             "oscar.route": " > ".join(route.tried),
             "oscar.candidate": self._names[index],
-            "oscar.breaker.state": self._breakers[index].state.value,
+            "oscar.breaker.state": self._breakers[index].last_state.value,
             "oscar.attempts": meta["oscar.attempts"],
         }
 
@@ -275,21 +281,22 @@ class FailoverRunnable(OscarRunnable[Any, Any]):
             if not route.eligible(index):
                 continue
             try:
-                for attempt in self.retry.retrying(self.sleep):
-                    with attempt:
-                        number = attempt.retry_state.attempt_number
-                        output = self._attempt(
-                            index,
-                            number,
-                            input=input,
-                            run_manager=run_manager,
-                            config=config,
-                            route=route,
-                        )
+                output = self.retry.run(
+                    partial(
+                        self._attempt,
+                        index,
+                        input=input,
+                        run_manager=run_manager,
+                        config=config,
+                        route=route,
+                    ),
+                    self.sleep,
+                )
             except Exception:  # noqa: BLE001 - recorded in route; try the next candidate
                 continue
             output, attributes = self._finish(output, route, index)
-            annotate_run(run_manager, attributes)
+            if _traced(run_manager):
+                annotate_run(run_manager, attributes)
             return output
         raise route.error()
 
@@ -341,21 +348,22 @@ class FailoverRunnable(OscarRunnable[Any, Any]):
             if not route.eligible(index):
                 continue
             try:
-                async for attempt in self.retry.aretrying(self.asleep):
-                    with attempt:
-                        number = attempt.retry_state.attempt_number
-                        output = await self._aattempt(
-                            index,
-                            number,
-                            input=input,
-                            run_manager=run_manager,
-                            config=config,
-                            route=route,
-                        )
+                output = await self.retry.arun(
+                    partial(
+                        self._aattempt,
+                        index,
+                        input=input,
+                        run_manager=run_manager,
+                        config=config,
+                        route=route,
+                    ),
+                    self.asleep,
+                )
             except Exception:  # noqa: BLE001 - recorded in route; try the next candidate
                 continue
             output, attributes = self._finish(output, route, index)
-            await aannotate_run(run_manager, attributes)
+            if _traced(run_manager):
+                await aannotate_run(run_manager, attributes)
             return output
         raise route.error()
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from tenacity import (
     AsyncRetrying,
@@ -36,6 +37,8 @@ from oscar_langchain.errors import (
 )
 
 __all__ = ["FailoverRoute", "RetryPolicy"]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -81,35 +84,63 @@ class RetryPolicy:
             return False
         return verdict.retry_after is None or verdict.retry_after <= self.max_retry_after
 
-    def wait(self, state: RetryCallState) -> float:
-        """Seconds before the next try: backoff with jitter, at least ``Retry-After``."""
-        exponent = max(0, state.attempt_number - 1)
-        backoff = min(self.max_backoff, self.initial_backoff * 2.0**exponent)
-        backoff += random.uniform(0.0, self.jitter)  # jitter, not crypto
-        outcome = state.outcome
-        exc = outcome.exception() if outcome is not None else None
-        retry_after = classify_error(exc).retry_after if exc is not None else None
-        return max(backoff, retry_after) if retry_after is not None else backoff
+    def backoff(self, attempt: int, error: BaseException | None) -> float:
+        """Seconds to wait after failed attempt ``attempt`` (1-based).
 
-    def retrying(self, sleep: Callable[[float], None]) -> Retrying:
-        """A tenacity retryer for one candidate (sync)."""
-        return Retrying(
-            stop=stop_after_attempt(self.max_attempts),
-            wait=self.wait,
-            retry=retry_if_exception(self.should_retry),
-            sleep=sleep,
-            reraise=True,
-        )
+        Exponential backoff with jitter, and at least the error's ``Retry-After``.
+        """
+        wait = min(self.max_backoff, self.initial_backoff * 2.0 ** max(0, attempt - 1))
+        wait += random.uniform(0.0, self.jitter)  # jitter, not crypto
+        retry_after = classify_error(error).retry_after if error is not None else None
+        return max(wait, retry_after) if retry_after is not None else wait
 
-    def aretrying(self, sleep: Callable[[float], Awaitable[None]]) -> AsyncRetrying:
-        """A tenacity retryer for one candidate (asyncio)."""
-        return AsyncRetrying(
-            stop=stop_after_attempt(self.max_attempts),
-            wait=self.wait,
-            retry=retry_if_exception(self.should_retry),
-            sleep=sleep,
-            reraise=True,
-        )
+    def _wants_retry(self, attempt: int, error: Exception) -> bool:
+        return attempt < self.max_attempts and self.should_retry(error)
+
+    def _tenacity_kwargs(self) -> dict[str, Any]:
+        # tenacity runs attempts 2..max_attempts; attempt 1 runs before it, unwrapped
+        def wait(state: RetryCallState) -> float:
+            error = state.outcome.exception() if state.outcome is not None else None
+            return self.backoff(state.attempt_number + 1, error)
+
+        return {
+            "stop": stop_after_attempt(self.max_attempts - 1),
+            "wait": wait,
+            "retry": retry_if_exception(self.should_retry),
+            "reraise": True,
+        }
+
+    def run(self, attempt: Callable[[int], T], sleep: Callable[[float], None]) -> T:
+        """``attempt(n)`` for n = 1, 2, ... until it succeeds or the policy gives up.
+
+        The first call runs directly (no retry machinery on the happy path); later ones
+        run under a tenacity ``Retrying`` with the injected ``sleep``.
+        """
+        try:
+            return attempt(1)
+        except Exception as exc:
+            if not self._wants_retry(1, exc):
+                raise
+            sleep(self.backoff(1, exc))
+        for retry in Retrying(sleep=sleep, **self._tenacity_kwargs()):
+            with retry:
+                result = attempt(retry.retry_state.attempt_number + 1)
+        return result
+
+    async def arun(
+        self, attempt: Callable[[int], Awaitable[T]], sleep: Callable[[float], Awaitable[None]]
+    ) -> T:
+        """Async form of :meth:`run`."""
+        try:
+            return await attempt(1)
+        except Exception as exc:
+            if not self._wants_retry(1, exc):
+                raise
+            await sleep(self.backoff(1, exc))
+        async for retry in AsyncRetrying(sleep=sleep, **self._tenacity_kwargs()):
+            with retry:
+                result = await attempt(retry.retry_state.attempt_number + 1)
+        return result
 
 
 @dataclass

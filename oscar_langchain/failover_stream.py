@@ -13,6 +13,7 @@ route in ``response_metadata``, so the merged message has it like ``invoke``'s.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -105,18 +106,18 @@ def stream_with_failover(
         if not route.eligible(index):
             continue
         try:
-            for attempt in runnable.retry.retrying(runnable.sleep):
-                with attempt:
-                    number = attempt.retry_state.attempt_number
-                    opened, iterator = _open(
-                        runnable,
-                        index,
-                        number,
-                        input=current,
-                        run_manager=run_manager,
-                        config=config,
-                        route=route,
-                    )
+            opened, iterator = runnable.retry.run(
+                functools.partial(
+                    _open,
+                    runnable,
+                    index,
+                    input=current,
+                    run_manager=run_manager,
+                    config=config,
+                    route=route,
+                ),
+                runnable.sleep,
+            )
         except Exception:  # noqa: BLE001 - recorded in route; try the next candidate
             continue
         breaker = runnable._breakers[index]
@@ -193,18 +194,18 @@ async def astream_with_failover(
         if not route.eligible(index):
             continue
         try:
-            async for attempt in runnable.retry.aretrying(runnable.asleep):
-                with attempt:
-                    number = attempt.retry_state.attempt_number
-                    opened, iterator = await _aopen(
-                        runnable,
-                        index,
-                        number,
-                        input=current,
-                        run_manager=run_manager,
-                        config=config,
-                        route=route,
-                    )
+            opened, aiterator = await runnable.retry.arun(
+                functools.partial(
+                    _aopen,
+                    runnable,
+                    index,
+                    input=current,
+                    run_manager=run_manager,
+                    config=config,
+                    route=route,
+                ),
+                runnable.asleep,
+            )
         except Exception:  # noqa: BLE001 - recorded in route; try the next candidate
             continue
         breaker = runnable._breakers[index]
@@ -213,7 +214,7 @@ async def astream_with_failover(
             while chunk is not _END:
                 partial = _merge(partial, chunk)
                 yield chunk
-                chunk = await _anext(runnable, iterator, index)
+                chunk = await _anext(runnable, aiterator, index)
         except Exception as exc:  # noqa: BLE001 - a mid-stream failure, handled per policy
             await breaker.areport(opened.permit, exc)
             route.record(index, opened.attempt, exc, breaker.clock() - opened.start)
