@@ -1,7 +1,8 @@
 """Small loopback networking helpers shared by the local model server and the chaos server.
 
 Example:
-    >>> 0 < free_port() < 65536
+    >>> ticks = iter(range(100))
+    >>> wait_until(lambda: next(ticks) >= 3, timeout=10, sleep=lambda s: None)
     True
 """
 

@@ -11,7 +11,7 @@ Example:
     'ok(cut after 2, delay 0.5s)'
     >>> picker = RandomActions([(ok(), 0.5), (server_error(503), 0.5)], seed=7)
     >>> [picker.next().kind for _ in range(4)]
-    ['ok', 'ok', 'error', 'error']
+    ['ok', 'ok', 'error', 'ok']
 """
 
 from __future__ import annotations

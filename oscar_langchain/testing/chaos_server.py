@@ -31,6 +31,7 @@ from oscar_langchain.testing.actions import Action, RandomActions, error_body, o
 from oscar_langchain.testing.openai_format import (
     completion_body,
     last_user_text,
+    split_sse_events,
     sse_chunks,
 )
 
@@ -233,7 +234,7 @@ class _Handler(BaseHTTPRequestHandler):
             conn.request("POST", target.path.rstrip("/") + "/chat/completions", raw, headers)
             upstream = conn.getresponse()
             if stream and upstream.status == 200:
-                self._relay_stream(_sse_events(upstream), action)
+                self._relay_stream(split_sse_events(upstream), action)
             else:
                 self._relay_body(upstream.status, upstream.read(), action)
         except (OSError, http.client.HTTPException) as exc:
@@ -242,20 +243,6 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(502, json.dumps(body).encode())
         finally:
             conn.close()
-
-
-def _sse_events(response: http.client.HTTPResponse) -> Iterator[bytes]:
-    """Split an upstream SSE body into events (blank-line separated blocks)."""
-    lines: list[bytes] = []
-    for line in response:
-        if line.strip():
-            lines.append(line.rstrip(b"\r\n"))
-            continue
-        if lines:
-            yield b"\n".join(lines) + b"\n\n"
-            lines = []
-    if lines:
-        yield b"\n".join(lines) + b"\n\n"
 
 
 class ChaosServer:

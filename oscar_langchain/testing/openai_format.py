@@ -10,7 +10,7 @@ Example:
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "count_words",
     "last_user_text",
     "prompt_words",
+    "split_sse_events",
     "sse_chunks",
     "sse_event",
 ]
@@ -142,3 +143,17 @@ def sse_chunks(
         )
     events.append(SSE_DONE)
     return events
+
+
+def split_sse_events(lines: Iterable[bytes]) -> Iterator[bytes]:
+    """Split an upstream SSE body into events (blank-line separated blocks)."""
+    pending: list[bytes] = []
+    for line in lines:
+        if line.strip():
+            pending.append(line.rstrip(b"\r\n"))
+            continue
+        if pending:
+            yield b"\n".join(pending) + b"\n\n"
+            pending = []
+    if pending:
+        yield b"\n".join(pending) + b"\n\n"

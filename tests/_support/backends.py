@@ -20,7 +20,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from oscar_langchain.local import INSTALL_HINT, LocalModelServer
+from oscar_langchain._model_cache import INSTALL_HINT
+from oscar_langchain.local import LocalModelServer
 from oscar_langchain.testing import ChaosServer
 
 __all__ = [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import socket
@@ -20,13 +21,16 @@ from oscar_langchain.testing import (
     hang,
     malformed,
     ok,
+    proxy,
     rate_limit,
     reset,
     server_error,
     slow,
     unauthorized,
 )
-from tests._support.backends import chaos_server  # noqa: F401 - fixture
+from tests._support import backends
+
+chaos_server = backends.chaos_server  # fixture (the shared conftest registers it later)
 
 pytest.importorskip("langchain_openai")
 
@@ -138,10 +142,8 @@ def test_random_actions_are_reproducible_over_http():
         with ChaosServer(default=picker) as server:
             model = server.chat_model()
             for _ in range(12):
-                try:
+                with contextlib.suppress(Exception):
                     model.invoke("x")
-                except Exception:
-                    pass
             return [r.action.kind for r in server.chat_requests]
 
     first = kinds(3)
@@ -224,8 +226,6 @@ def test_clear_forgets_requests_and_script(chaos_server):
 
 
 def test_proxy_without_upstream_is_a_502(chaos_server):
-    from oscar_langchain.testing import proxy
-
     chaos_server.script(proxy())
     with pytest.raises(Exception) as info:
         chaos_server.chat_model().invoke("x")
@@ -234,7 +234,8 @@ def test_proxy_without_upstream_is_a_502(chaos_server):
 
 def test_proxy_relays_upstream_answers_and_errors():
     with ChaosServer([ok("from upstream")]) as upstream:
-        with ChaosServer(upstream=upstream.base_url) as front:
+        front = ChaosServer(upstream=upstream.base_url).start()
+        try:
             model = front.chat_model()
             assert model.invoke("x").content == "from upstream"
             upstream.script(rate_limit(3))
@@ -242,19 +243,15 @@ def test_proxy_relays_upstream_answers_and_errors():
                 model.invoke("x")
             assert classify_error(info.value).kind is ErrorKind.RATE_LIMIT
             upstream.set_default(echo())
-            front.script(cut_stream(2, then=front_proxy()))
+            front.script(cut_stream(2, then=proxy()))
             with pytest.raises(Exception) as info:
                 list(model.stream("a b c d"))
             assert classify_error(info.value).kind is ErrorKind.CONNECTION
             streamed = "".join(c.content for c in model.stream("a b c d"))
             assert streamed == "a b c d"
             assert len(upstream.chat_requests) == 4
-
-
-def front_proxy() -> Action:
-    from oscar_langchain.testing import proxy
-
-    return proxy()
+        finally:
+            front.stop()
 
 
 def test_proxy_to_a_dead_upstream_is_a_502():
