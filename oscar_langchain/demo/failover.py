@@ -14,7 +14,7 @@ from itertools import cycle, islice
 from typing import Any
 
 from langchain_core.messages import AIMessage
-from langchain_core.runnables import Runnable, RunnableLambda
+from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
 
 from oscar_langchain.circuit_breaker import BreakerConfig, BreakerEvent
 from oscar_langchain.demo.context import DemoContext
@@ -74,7 +74,7 @@ def run(ctx: DemoContext) -> None:
         breaker_listeners=[_print_event(out)],
         retry=RetryPolicy(max_attempts=1),
     )
-    config = {"callbacks": ctx.callbacks} if ctx.callbacks else None
+    config = RunnableConfig(callbacks=ctx.callbacks) if ctx.callbacks else None
     questions = list(
         islice(
             cycle(ctx.questions or ["What is a circuit breaker?"]),
