@@ -66,6 +66,7 @@ __all__ = [
     "Usage",
     "UsageBased",
     "WeightedRandom",
+    "WithinLimits",
     "calibrate_threshold",
     "format_status",
 ]

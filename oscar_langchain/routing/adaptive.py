@@ -92,13 +92,13 @@ class ThompsonSelector:
         with self._lock:
             samples = []
             for c in candidates:
-                self._priors.setdefault(c.name, c.route.quality)
+                self._priors.setdefault(c.name, c.quality)
                 a, b = self._ab(c.name, band)
                 samples.append(self.rng.betavariate(a, b))
         target = self.quality_target
         keyed = [
             ((0, c.estimated_cost(request)) if s >= target else (1, -s), s, c)
-            for s, c in zip(samples, candidates)
+            for s, c in zip(samples, candidates, strict=True)
         ]
         keyed.sort(key=lambda k: k[0])
         return [(c, s) for _, s, c in keyed]

@@ -112,6 +112,7 @@ class Candidate:
     input_price: float
     output_price: float
     capabilities: frozenset[str]
+    quality: float = 0.5
     stats: RouteStats = field(default_factory=RouteStats)
 
     @property
@@ -151,10 +152,10 @@ def resolve(
         input_price=float(pick(route.input_price, "input_price", 0.0)),
         output_price=float(pick(route.output_price, "output_price", 0.0)),
         capabilities=caps,
+        quality=float(pick(route.quality, "quality", 0.5)),
         stats=stats if stats is not None else RouteStats(),
     )
 
 
 BreakerProbe = Callable[[str], bool]
 """``probe(route_name) -> True`` when the route's breaker rejects calls now."""
-

@@ -198,9 +198,7 @@ class LearnedComplexity:
         from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.linear_model import LogisticRegression
 
-        vec = TfidfVectorizer(
-            ngram_range=ngram_range, sublinear_tf=True, max_features=max_features
-        )
+        vec = TfidfVectorizer(ngram_range=ngram_range, sublinear_tf=True, max_features=max_features)
         x = vec.fit_transform(texts)
         clf = LogisticRegression(C=regularization, max_iter=1000).fit(x, list(labels))
         vocab = {str(k): int(v) for k, v in vec.vocabulary_.items()}

@@ -115,9 +115,7 @@ class RoutingEngine:
         )
         return decision, ranking
 
-    def status(
-        self, breaker_states: dict[str, str] | None = None
-    ) -> list[dict[str, Any]]:
+    def status(self, breaker_states: dict[str, str] | None = None) -> list[dict[str, Any]]:
         """Every route's traits, limits, usage and measurements as plain data."""
         usage = self.limits.usage([c.name for c in self.candidates])
         states = breaker_states or {}
@@ -128,7 +126,7 @@ class RoutingEngine:
                 {
                     "route": c.name,
                     "model": r.model,
-                    "quality": r.quality,
+                    "quality": c.quality,
                     "context_window": c.context_window,
                     "input_price": c.input_price,
                     "output_price": c.output_price,

@@ -48,6 +48,7 @@ class Policy:
     """Base of the built-in policies: adds ``&`` and ``|``."""
 
     def __call__(self, candidate: Candidate, request: Request) -> str | None:
+        """The reason to reject ``candidate`` for ``request``, or ``None``."""
         raise NotImplementedError
 
     def __and__(self, other: PolicyLike) -> AllOf:
@@ -68,6 +69,7 @@ class _Callable(Policy):
     func: PolicyLike
 
     def __call__(self, candidate: Candidate, request: Request) -> str | None:
+        """The reason to reject ``candidate`` for ``request``, or ``None``."""
         verdict = self.func(candidate, request)
         if verdict is None or verdict is True:
             return None
@@ -88,6 +90,7 @@ class AllOf(Policy):
     policies: tuple[Policy, ...]
 
     def __call__(self, candidate: Candidate, request: Request) -> str | None:
+        """The reason to reject ``candidate`` for ``request``, or ``None``."""
         for policy in self.policies:
             reason = policy(candidate, request)
             if reason is not None:
@@ -102,6 +105,7 @@ class AnyOf(Policy):
     policies: tuple[Policy, ...]
 
     def __call__(self, candidate: Candidate, request: Request) -> str | None:
+        """The reason to reject ``candidate`` for ``request``, or ``None``."""
         reasons = []
         for policy in self.policies:
             reason = policy(candidate, request)
@@ -122,6 +126,7 @@ class FitsContext(Policy):
     margin: int = 0
 
     def __call__(self, candidate: Candidate, request: Request) -> str | None:
+        """The reason to reject ``candidate`` for ``request``, or ``None``."""
         cap = candidate.max_output_tokens
         if cap is not None and request.output_tokens > cap:
             return f"max output tokens: {request.output_tokens} requested > {cap}"
@@ -143,6 +148,7 @@ class HasCapabilities(Policy):
     """The route must have every capability the request needs."""
 
     def __call__(self, candidate: Candidate, request: Request) -> str | None:
+        """The reason to reject ``candidate`` for ``request``, or ``None``."""
         if request.capabilities <= candidate.capabilities:
             return None
         return "missing capabilities: " + ", ".join(
@@ -155,6 +161,7 @@ class HasTags(Policy):
     """The route must carry every tag the request asks for."""
 
     def __call__(self, candidate: Candidate, request: Request) -> str | None:
+        """The reason to reject ``candidate`` for ``request``, or ``None``."""
         if request.tags <= candidate.route.tags:
             return None
         return "missing tags: " + ", ".join(sorted(request.tags - candidate.route.tags))
@@ -165,6 +172,7 @@ class BreakerClosed(Policy):
     """The route's circuit breaker must allow calls."""
 
     def __call__(self, candidate: Candidate, request: Request) -> str | None:
+        """The reason to reject ``candidate`` for ``request``, or ``None``."""
         return "circuit open" if candidate.name in request.open_breakers else None
 
 
@@ -173,6 +181,7 @@ class WithinLimits(Policy):
     """In-flight, rpm, tpm and budget must leave room for this request."""
 
     def __call__(self, candidate: Candidate, request: Request) -> str | None:
+        """The reason to reject ``candidate`` for ``request``, or ``None``."""
         route = candidate.route
         if not route.has_limits:
             return None
@@ -189,7 +198,8 @@ class MinQuality(Policy):
     minimum: float
 
     def __call__(self, candidate: Candidate, request: Request) -> str | None:
-        q = candidate.route.quality
+        """The reason to reject ``candidate`` for ``request``, or ``None``."""
+        q = candidate.quality
         return None if q >= self.minimum else f"quality {q:.2f} < {self.minimum:.2f}"
 
 
@@ -200,6 +210,7 @@ class MaxCost(Policy):
     usd: float
 
     def __call__(self, candidate: Candidate, request: Request) -> str | None:
+        """The reason to reject ``candidate`` for ``request``, or ``None``."""
         cost = candidate.estimated_cost(request)
         return None if cost <= self.usd else f"cost ${cost:.6f} > ${self.usd:.6f}"
 

@@ -56,7 +56,8 @@ class Route:
         model: model id in the model registry (context window, prices, capabilities).
         capabilities: what the route can do (``tools``, ``vision``, ``json``, ``streaming``...);
             merged with the registry's capabilities for ``model``.
-        quality: expected answer quality in [0, 1] (higher is better).
+        quality: expected answer quality in [0, 1] (higher is better); default: the
+            registry's quality for ``model``, else 0.5.
         tier: coarse quality tier (0 = cheapest); informative, shown in status.
         weight: relative weight for the weighted-random selector (> 0).
         rpm: requests per minute allowed on this route (``None``: unlimited).
@@ -74,7 +75,7 @@ class Route:
     runnable: Any = field(repr=False)
     model: str | None = None
     capabilities: frozenset[str] = frozenset()
-    quality: float = 0.5
+    quality: float | None = None
     tier: int = 0
     weight: float = 1.0
     rpm: int | None = None
@@ -92,11 +93,9 @@ class Route:
             raise ConfigurationError("Route.name", "must be a non-empty string")
         if self.model is not None and (not isinstance(self.model, str) or not self.model):
             raise ConfigurationError("Route.model", "must be a non-empty string or None")
-        object.__setattr__(
-            self, "capabilities", _names(self.capabilities, "Route.capabilities")
-        )
+        object.__setattr__(self, "capabilities", _names(self.capabilities, "Route.capabilities"))
         object.__setattr__(self, "tags", _names(self.tags, "Route.tags"))
-        if (
+        if self.quality is not None and (
             isinstance(self.quality, bool)
             or not isinstance(self.quality, (int, float))
             or not 0.0 <= self.quality <= 1.0
@@ -121,6 +120,4 @@ class Route:
     @property
     def has_limits(self) -> bool:
         """Whether any rpm/tpm/budget/in-flight limit is set."""
-        return any(
-            v is not None for v in (self.rpm, self.tpm, self.budget, self.max_in_flight)
-        )
+        return any(v is not None for v in (self.rpm, self.tpm, self.budget, self.max_in_flight))

@@ -50,10 +50,8 @@ class Selector(Protocol):
         """Order ``candidates`` best first, each with the score it was ranked by."""
 
 
-def _ranked(
-    candidates: Sequence[Candidate], scores: list[float], *, descending: bool
-) -> Ranking:
-    pairs = list(zip(candidates, scores))
+def _ranked(candidates: Sequence[Candidate], scores: list[float], *, descending: bool) -> Ranking:
+    pairs = list(zip(candidates, scores, strict=True))
     pairs.sort(key=lambda p: p[1], reverse=descending)  # stable: ties keep route order
     return pairs
 
@@ -75,7 +73,7 @@ class BestQuality:
 
     def rank(self, candidates: Sequence[Candidate], request: Request) -> Ranking:
         """Order by quality, descending."""
-        return _ranked(candidates, [c.route.quality for c in candidates], descending=True)
+        return _ranked(candidates, [c.quality for c in candidates], descending=True)
 
 
 def linear_floor(low: float = 0.3, high: float = 0.9) -> Callable[[float], float]:
@@ -105,10 +103,10 @@ class QualityFloor:
         minimum = self.floor(request.complexity)
         keyed = []
         for c in candidates:
-            if c.route.quality >= minimum:
+            if c.quality >= minimum:
                 keyed.append((0, c.estimated_cost(request), c))
             else:
-                keyed.append((1, -c.route.quality, c))
+                keyed.append((1, -c.quality, c))
         keyed.sort(key=lambda k: (k[0], k[1]))
         return [(c, score) for _, score, c in keyed]
 
@@ -146,7 +144,7 @@ class WeightedRandom:
         """Draw a weighted permutation (score: the sampling key, higher first)."""
         with self._lock:
             draws = [self.rng.random() for _ in candidates]
-        keys = [u ** (1.0 / c.route.weight) for u, c in zip(draws, candidates)]
+        keys = [u ** (1.0 / c.route.weight) for u, c in zip(draws, candidates, strict=True)]
         return _ranked(candidates, keys, descending=True)
 
 

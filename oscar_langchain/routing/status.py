@@ -15,7 +15,17 @@ from typing import Any
 
 __all__ = ["format_status"]
 
-_COLUMNS = ("route", "breaker", "in-flight", "rpm", "tpm", "spent/budget", "left", "latency", "ok/fail")
+_COLUMNS = (
+    "route",
+    "breaker",
+    "in-flight",
+    "rpm",
+    "tpm",
+    "spent/budget",
+    "left",
+    "latency",
+    "ok/fail",
+)
 
 
 def _of(used: Any, limit: Any) -> str:
