@@ -116,8 +116,14 @@ class RouterRunnable(OscarRunnable[Any, Any]):
     """Model registry for context windows and prices (default: the package's)."""
     limits: Any = None
     """Limit store (default: in memory)."""
-    breakers: dict[str, Any] = Field(default_factory=dict)
-    """``CircuitBreaker`` per route name; open ones are filtered out and calls report to them."""
+    breaker_config: Any = None
+    """``BreakerConfig`` of the routes' circuit breakers (default: the failover module's)."""
+    breaker_store: Any = None
+    """``BreakerStore`` holding breaker state (memory by default; Redis to share it)."""
+    breakers: dict[str, Any] | None = None
+    """``CircuitBreaker`` per route name; default: one per route built from
+    ``breaker_config``/``breaker_store`` (``{}``: no breakers). Open ones are filtered
+    out; every call acquires a permit and reports its outcome."""
     token_counter: Any = None
     """``f(messages) -> int`` prompt token counter (default: ``TokenCounter().count_messages``)."""
     default_output_tokens: int = Field(default=512, gt=0)
@@ -137,9 +143,19 @@ class RouterRunnable(OscarRunnable[Any, Any]):
     _count: Callable[[Any], int] = PrivateAttr()
     _runs: OrderedDict[UUID, tuple[str, float]] = PrivateAttr(default_factory=OrderedDict)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    _open: set[str] = PrivateAttr(default_factory=set)
 
     def model_post_init(self, context: Any, /) -> None:
-        """Resolve routes and build the routing core once."""
+        """Resolve routes, build the routing core and the routes' circuit breakers once."""
+        if self.breakers is None:
+            from oscar_langchain.circuit_breaker import CircuitBreaker
+
+            self.breakers = {
+                r.name: CircuitBreaker(r.name, self.breaker_config, store=self.breaker_store)
+                for r in self.routes
+            }
+        for name, breaker in self.breakers.items():
+            breaker.add_listener(self._breaker_event(name))
         registry = self.registry
         if registry is None:
             from oscar_langchain.models import default_registry
@@ -171,18 +187,36 @@ class RouterRunnable(OscarRunnable[Any, Any]):
         """The pure routing core (candidates, limits, selector)."""
         return self._engine
 
+    def _all_breakers(self) -> dict[str, Any]:
+        return self.breakers or {}
+
+    def _breaker(self, name: str) -> Any:
+        return self.breakers.get(name) if self.breakers else None
+
     # -- deciding ------------------------------------------------------------------
+    def _breaker_event(self, name: str) -> Callable[[Any], None]:
+        def on_event(event: Any) -> None:
+            if event.kind == "transition":
+                if getattr(event.state, "value", event.state) == "open":
+                    self._open.add(name)
+                else:
+                    self._open.discard(name)
+
+        return on_event
+
     def _open_breakers(self) -> list[str]:
+        # Only breakers seen opening are read, so deciding stays O(routes) and cheap;
+        # an open breaker whose probe time has come is offered again (half-open probe).
         out = []
-        for name, breaker in self.breakers.items():
-            snap = breaker.snapshot()
+        for name in list(self._open):
+            snap = self._all_breakers()[name].snapshot()
             state = getattr(snap.state, "value", snap.state)
             if state == "open" and (snap.time_to_next_probe or 0) > 0:
                 out.append(name)
         return out
 
     def _breaker_states(self) -> dict[str, str]:
-        return {n: str(getattr(b.state, "value", b.state)) for n, b in self.breakers.items()}
+        return {n: str(getattr(b.state, "value", b.state)) for n, b in self._all_breakers().items()}
 
     def build_request(self, input: Any, config: RunnableConfig | None = None) -> Request:
         """The facts the router decides on for ``input`` (tokens, complexity...)."""
@@ -200,7 +234,7 @@ class RouterRunnable(OscarRunnable[Any, Any]):
             tags=options.get("route_tags") or (),
             complexity=float(self.complexity(text)) if self.complexity is not None else 0.0,
             text=text,
-            open_breakers=self._open_breakers() if self.breakers else (),
+            open_breakers=self._open_breakers() if self._open else (),
         )
 
     def decide(self, input: Any, config: RunnableConfig | None = None) -> RouteDecision:
@@ -318,7 +352,7 @@ class RouterRunnable(OscarRunnable[Any, Any]):
             if isinstance(booking, str):
                 skipped[cand.name] = booking
                 continue
-            breaker = self.breakers.get(cand.name)
+            breaker = self._breaker(cand.name)
             started = self.clock()
             try:
                 permit = breaker.acquire() if breaker is not None else None
@@ -362,7 +396,7 @@ class RouterRunnable(OscarRunnable[Any, Any]):
             if isinstance(booking, str):
                 skipped[cand.name] = booking
                 continue
-            breaker = self.breakers.get(cand.name)
+            breaker = self._breaker(cand.name)
             started = self.clock()
             try:
                 permit = await breaker.aacquire() if breaker is not None else None

@@ -133,8 +133,17 @@ def test_route_validation_names_field(kw, field):
 def test_resolve_fills_from_registry_and_route_wins():
     from oscar_langchain.models import ModelInfo, ModelRegistry
 
-    reg = ModelRegistry([ModelInfo(name="m", context_window=5000, input_price=2.0,
-                                   capabilities=frozenset({"tools"}), quality=0.7)])
+    reg = ModelRegistry(
+        [
+            ModelInfo(
+                name="m",
+                context_window=5000,
+                input_price=2.0,
+                capabilities=frozenset({"tools"}),
+                quality=0.7,
+            )
+        ]
+    )
     c = resolve(Route(name="a", runnable=None, model="m", capabilities={"json"}), reg)
     assert (c.context_window, c.input_price, c.quality) == (5000, 2.0, 0.7)
     assert c.capabilities == {"tools", "json"}

@@ -18,8 +18,8 @@ from oscar_langchain.routing import (
     RoundRobin,
     Route,
     ThompsonSelector,
-    UsageBased,
     Usage,
+    UsageBased,
     WeightedRandom,
     calibrate_threshold,
 )
@@ -115,8 +115,14 @@ def test_route_stats_ewma():
 def test_thompson_learns_cheap_is_enough_for_easy_and_not_for_hard():
     sel = ThompsonSelector(quality_target=0.8, bands=2, rng=random.Random(1))
     cands = routes()
-    truth = {("cheap", 0): 0.95, ("cheap", 1): 0.2, ("mid", 0): 0.95, ("mid", 1): 0.5,
-             ("strong", 0): 0.97, ("strong", 1): 0.95}
+    truth = {
+        ("cheap", 0): 0.95,
+        ("cheap", 1): 0.2,
+        ("mid", 0): 0.95,
+        ("mid", 1): 0.5,
+        ("strong", 0): 0.97,
+        ("strong", 1): 0.95,
+    }
     rng = random.Random(2)
     for i in range(600):
         cx = 0.2 if i % 2 else 0.8
@@ -124,10 +130,12 @@ def test_thompson_learns_cheap_is_enough_for_easy_and_not_for_hard():
         chosen = sel.rank(cands, req)[0][0].name
         ok = rng.random() < truth[(chosen, sel.band(cx))]
         sel.update(chosen, cx, 1.0 if ok else 0.0)
-    easy = [sel.rank(cands, Request(input_tokens=100, complexity=0.2))[0][0].name
-            for _ in range(100)]
-    hard = [sel.rank(cands, Request(input_tokens=100, complexity=0.8))[0][0].name
-            for _ in range(100)]
+    easy = [
+        sel.rank(cands, Request(input_tokens=100, complexity=0.2))[0][0].name for _ in range(100)
+    ]
+    hard = [
+        sel.rank(cands, Request(input_tokens=100, complexity=0.8))[0][0].name for _ in range(100)
+    ]
     assert easy.count("cheap") > 80
     assert hard.count("strong") > 80
     est = sel.estimates()
@@ -155,7 +163,9 @@ def test_heuristic_features_and_order():
     easy = h("What is the capital of France?")
     code = h("```python\ndef f(x):\n    return x;\n```\nWhy does this raise? Traceback ...")
     math_ = h("Prove that the integral of 2*x from 0 to 1 equals 1 and solve the equation x+1=2.")
-    steps = h("First explain the design, then compare the trade-offs, finally justify it step by step.")
+    steps = h(
+        "First explain the design, then compare the trade-offs, finally justify it step by step."
+    )
     assert easy < 0.15
     assert all(v > easy + 0.15 for v in (code, math_, steps))
     feats = h.features("Why? How? What? When? Where?")
@@ -177,12 +187,26 @@ def test_heuristic_validation():
 
 
 def _data():
-    easy = ["hi there", "thanks a lot", "what time is it", "hello friend", "good morning",
-            "say hi", "ok thanks", "capital of france"]
-    hard = ["prove the theorem about primes", "derive the integral step by step",
-            "explain the trade-offs of consensus algorithms", "design a distributed cache",
-            "analyze the complexity of this algorithm", "compare two proofs of the theorem",
-            "derive the gradient of the loss", "explain why the proof fails"]
+    easy = [
+        "hi there",
+        "thanks a lot",
+        "what time is it",
+        "hello friend",
+        "good morning",
+        "say hi",
+        "ok thanks",
+        "capital of france",
+    ]
+    hard = [
+        "prove the theorem about primes",
+        "derive the integral step by step",
+        "explain the trade-offs of consensus algorithms",
+        "design a distributed cache",
+        "analyze the complexity of this algorithm",
+        "compare two proofs of the theorem",
+        "derive the gradient of the loss",
+        "explain why the proof fails",
+    ]
     return easy + hard, [0] * len(easy) + [1] * len(hard)
 
 
