@@ -94,7 +94,9 @@ class RoutingEngine:
         """Filter and rank; the decision's ``chosen`` is the first ranked (or ``None``)."""
         passed: list[Candidate] = []
         rejected: list[tuple[str, str]] = []
-        policies = self.policies
+        policies = [
+            p for p in self.policies if getattr(p, "active", None) is None or p.active(request)
+        ]
         for cand in self.candidates:
             for policy in policies:
                 reason = policy(cand, request)

@@ -51,6 +51,10 @@ class Policy:
         """The reason to reject ``candidate`` for ``request``, or ``None``."""
         raise NotImplementedError
 
+    def active(self, request: Request) -> bool:
+        """Whether this policy can reject anything for ``request`` (skipped if not)."""
+        return True
+
     def __and__(self, other: PolicyLike) -> AllOf:
         return AllOf((self, as_policy(other)))
 
@@ -147,6 +151,10 @@ class FitsContext(Policy):
 class HasCapabilities(Policy):
     """The route must have every capability the request needs."""
 
+    def active(self, request: Request) -> bool:
+        """Skipped unless the request needs capabilities."""
+        return bool(request.capabilities)
+
     def __call__(self, candidate: Candidate, request: Request) -> str | None:
         """The reason to reject ``candidate`` for ``request``, or ``None``."""
         if request.capabilities <= candidate.capabilities:
@@ -160,6 +168,10 @@ class HasCapabilities(Policy):
 class HasTags(Policy):
     """The route must carry every tag the request asks for."""
 
+    def active(self, request: Request) -> bool:
+        """Skipped unless the request asks for tags."""
+        return bool(request.tags)
+
     def __call__(self, candidate: Candidate, request: Request) -> str | None:
         """The reason to reject ``candidate`` for ``request``, or ``None``."""
         if request.tags <= candidate.route.tags:
@@ -171,6 +183,10 @@ class HasTags(Policy):
 class BreakerClosed(Policy):
     """The route's circuit breaker must allow calls."""
 
+    def active(self, request: Request) -> bool:
+        """Skipped unless some breaker is open."""
+        return bool(request.open_breakers)
+
     def __call__(self, candidate: Candidate, request: Request) -> str | None:
         """The reason to reject ``candidate`` for ``request``, or ``None``."""
         return "circuit open" if candidate.name in request.open_breakers else None
@@ -179,6 +195,10 @@ class BreakerClosed(Policy):
 @dataclass(frozen=True)
 class WithinLimits(Policy):
     """In-flight, rpm, tpm and budget must leave room for this request."""
+
+    def active(self, request: Request) -> bool:
+        """Skipped unless some route has limits."""
+        return bool(request.usage)
 
     def __call__(self, candidate: Candidate, request: Request) -> str | None:
         """The reason to reject ``candidate`` for ``request``, or ``None``."""

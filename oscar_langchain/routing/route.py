@@ -87,6 +87,7 @@ class Route:
     max_output_tokens: int | None = None
     input_price: float | None = None
     output_price: float | None = None
+    _has_limits: bool = field(default=False, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
@@ -116,6 +117,8 @@ class Route:
                 or value < 0
             ):
                 raise ConfigurationError(f"Route.{name}", f"must be >= 0, got {value!r}")
+        limits = (self.rpm, self.tpm, self.budget, self.max_in_flight)
+        object.__setattr__(self, "_has_limits", any(v is not None for v in limits))
 
     @property
     def has_limits(self) -> bool:
