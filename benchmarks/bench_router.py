@@ -6,17 +6,16 @@ Run: python benchmarks/bench_router.py [--repeat N]
 from __future__ import annotations
 
 import argparse
-import timeit
-
 import sys
+import timeit
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from langchain_core.runnables import RunnableBranch, RunnableLambda  # noqa: E402
+from langchain_core.runnables import RunnableBranch, RunnableLambda
 
-from oscar_langchain.routing import Cheapest, QualityFloor, Route, RoutingEngine  # noqa: E402
-from oscar_langchain.routing.router import RouterRunnable  # noqa: E402
+from oscar_langchain.routing import Cheapest, QualityFloor, Route, RoutingEngine
+from oscar_langchain.routing.router import RouterRunnable
 
 
 def routes(n: int) -> list[Route]:
@@ -90,7 +89,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
-    print("Decision time (RoutingEngine.decide: 5 default filters + selector), best of", args.repeat)
+    print(
+        "Decision time (RoutingEngine.decide: 5 default filters + selector), best of", args.repeat
+    )
     times = decision_times(args.repeat)
     print(f"{'selector':<14}{'routes':>8}{'µs/decision':>14}{'µs/route':>11}")
     for (sel, n), us in times.items():
