@@ -17,11 +17,11 @@ from typing import Any
 from langchain_core.documents import Document
 from langchain_core.language_models import BaseChatModel
 
-from oscar_langchain.demo import foundation, local
+from oscar_langchain.demo import failover, foundation, local, router
 from oscar_langchain.demo.context import DemoContext
 from oscar_langchain.embeddings import OfflineEmbeddings
 
-SECTIONS = [foundation, local]
+SECTIONS = [foundation, local, router, failover]
 
 
 def load_context() -> DemoContext:
