@@ -200,7 +200,10 @@ def test_port_clash_is_retried_on_another_port(tmp_path, fake_model, monkeypatch
 # -- the process never outlives its owner ---------------------------------------------------
 OWNER = textwrap.dedent(
     """
-    import sys, time
+    import signal, sys, time
+    # A job started in the background of a non-interactive shell (as CI may be) inherits
+    # SIGINT ignored; restore what an interactive Ctrl-C meets.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     from oscar_langchain.local import LocalModelServer
     server = LocalModelServer(log_path=sys.argv[1]).start()
     print(server.pid, flush=True)

@@ -18,12 +18,11 @@ ROUTES = {
 }
 
 
-def _hammer(url: str, prefix: str, start_at: float, queue: mp.Queue) -> None:
+def _hammer(url: str, prefix: str, barrier: object, queue: mp.Queue) -> None:
     store = RedisLimitStore(url, prefix=prefix)
     routes = {k: Route(name=k, runnable=None, **v) for k, v in ROUTES.items()}
     granted = dict.fromkeys(routes, 0)
-    while time.time() < start_at:
-        time.sleep(0.001)
+    barrier.wait(timeout=120)  # type: ignore[attr-defined]  # both set up, then race
     for _ in range(60):
         for key, route in routes.items():
             res = store.try_acquire(route, tokens=30, cost=0.03)
@@ -37,14 +36,14 @@ def test_limits_hold_exactly_across_two_processes(redis_server):
     prefix = f"t{time.time_ns()}"
     ctx = mp.get_context("spawn")
     queue: mp.Queue = ctx.Queue()
-    start_at = time.time() + 2.0
+    barrier = ctx.Barrier(2)
     procs = [
-        ctx.Process(target=_hammer, args=(redis_server.url, prefix, start_at, queue))
+        ctx.Process(target=_hammer, args=(redis_server.url, prefix, barrier, queue))
         for _ in range(2)
     ]
     for p in procs:
         p.start()
-    results = [queue.get(timeout=60) for _ in procs]
+    results = [queue.get(timeout=180) for _ in procs]
     for p in procs:
         p.join(timeout=30)
     total = {k: sum(r[k] for r in results) for k in ROUTES}
