@@ -141,7 +141,7 @@ class CacheEngine:
         *,
         embed: EmbedFn | None = None,
         aembed: AEmbedFn | None = None,
-        threshold: float = 0.85,
+        threshold: float = 0.8,
         guard: GuardLike | None = None,
         use_guard: bool = True,
         top_k: int = 4,

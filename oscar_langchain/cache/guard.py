@@ -255,6 +255,8 @@ def extract_features(text: str) -> Features:
         if t[0].isupper()
         and _fold(t) not in _COMMON_CAPITALISED
         and _fold(t) not in _DATE_WORDS
+        and _fold(t) not in _SCOPE
+        and _fold(t) not in _NEGATIONS
         and _number(t) is None
     )
     scope = frozenset(_SCOPE[w] for w in lowered if w in _SCOPE)
