@@ -118,6 +118,9 @@ def model_identity(runnable: Runnable[Any, Any]) -> tuple[str, dict[str, Any]]:
     if isinstance(runnable, BaseLanguageModel):
         getter = getattr(runnable, "_get_invocation_params", None)
         params: dict[str, Any] = dict(getter()) if callable(getter) else {}
+        temperature = getattr(runnable, "temperature", None)
+        if "temperature" not in params and isinstance(temperature, (int, float)):
+            params["temperature"] = temperature
         return str(getattr(runnable, "_llm_type", type(runnable).__name__)), params
     return f"{type(runnable).__module__}.{type(runnable).__qualname__}:{runnable.get_name()}", {}
 

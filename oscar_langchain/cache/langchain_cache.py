@@ -27,6 +27,7 @@ from typing import Any
 from langchain_core.caches import RETURN_VAL_TYPE, BaseCache
 from langchain_core.embeddings import Embeddings
 from langchain_core.messages import BaseMessage
+from langchain_core.outputs import Generation
 
 from oscar_langchain.cache.adapters import (
     UnserialisableValueError,
@@ -92,10 +93,14 @@ class OscarCache(BaseCache):
         if not lookup.hit or not isinstance(lookup.value, list):
             return None
         try:
-            return [decode_value(g) for g in lookup.value]
+            generations = [decode_value(g) for g in lookup.value]
         except (ValueError, TypeError, KeyError, NotImplementedError) as exc:
             self.engine.emit("error", lookup.matched_key or "", f"cannot revive entry: {exc}")
             return None
+        if not all(isinstance(g, Generation) for g in generations):
+            self.engine.emit("error", lookup.matched_key or "", "entry holds no generations")
+            return None
+        return generations
 
     def _payload(self, return_val: Sequence[Any], key: str) -> list[Any] | None:
         try:

@@ -18,7 +18,7 @@ from oscar_langchain.errors import ConfigurationError
 
 
 def test_normalise_text_collapses_whitespace_and_unicode() -> None:
-    assert normalise_text("  Ｈello\n\tworld  ") == "Hello world"
+    assert normalise_text("  \uff28ello\n\tworld  ") == "Hello world"
     assert normalise_text("Hello", casefold=True) == "hello"
 
 
