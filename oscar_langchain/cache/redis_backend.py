@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
@@ -97,7 +98,7 @@ class RedisBackend(CacheBackend):
 
         options["retry"] = AsyncRetry(NoBackoff(), 0)
         self._options = options
-        self._aclients: dict[int, Any] = {}
+        self._aclients: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
     @property
     def shared(self) -> bool:
@@ -109,12 +110,10 @@ class RedisBackend(CacheBackend):
 
         import redis.asyncio
 
-        loop_id = id(asyncio.get_running_loop())  # an asyncio client is bound to its loop
-        client = self._aclients.get(loop_id)
+        loop = asyncio.get_running_loop()  # an asyncio client is bound to its loop
+        client = self._aclients.get(loop)
         if client is None:
-            client = self._aclients[loop_id] = redis.asyncio.Redis.from_url(
-                self.url, **self._options
-            )
+            client = self._aclients[loop] = redis.asyncio.Redis.from_url(self.url, **self._options)
         return client
 
     def _k(self, key: str) -> str:
