@@ -1,10 +1,18 @@
-"""A flat vector index of normalised float32 embeddings, searched with numpy.
+"""A vector index of normalised float32 embeddings, searched with numpy.
 
-Rows live in one contiguous ``(capacity, dim)`` float32 matrix that doubles when full
-(amortised O(1) appends). Deleting a row moves the last row into its place, so there
-is never a rebuild. Each row carries a partition id; a search only considers rows of
-the query's partition (see :mod:`oscar_langchain.cache.core` for what a partition is).
-Top-1 is an ``argmax``; top-k an ``argpartition`` of the scores.
+Vectors live in *buckets*: each bucket is one contiguous ``(capacity, dim)`` float32
+matrix that doubles when full (amortised O(1) appends); deleting a row moves the
+bucket's last row into its place, so there is never a rebuild on delete. Each row
+carries a partition id and a search only scores rows of the query's partition (see
+:mod:`oscar_langchain.cache.core` for what a partition is).
+
+Below ``ivf_threshold`` rows there is one bucket and search is exact (a matrix-vector
+product, then ``argmax`` or ``argpartition``). Above it the index trains a coarse
+quantiser once (a few k-means rounds on a sample; retrained when the index has grown
+4x since) and keeps one bucket per centroid (IVF-flat): a search scores only the
+``nprobe`` buckets whose centroids are nearest the query. A cache only cares about
+close neighbours (similarity above its threshold), which land in the query's nearest
+cells with high probability; ``benchmarks/bench_cache.py`` measures that recall.
 
 Example:
     >>> index = VectorIndex(dim=3)
@@ -18,6 +26,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Sequence
 
@@ -40,23 +49,99 @@ def as_unit_vector(vector: Sequence[float] | FloatArray, dim: int | None = None)
     return arr / norm if norm > 0 else arr
 
 
+class _Bucket:
+    """Rows in one contiguous matrix, with their keys and partition ids."""
+
+    __slots__ = ("keys", "matrix", "parts")
+
+    def __init__(self, dim: int, capacity: int) -> None:
+        self.matrix: FloatArray = np.zeros((capacity, dim), dtype=np.float32)
+        self.parts = np.zeros(capacity, dtype=np.int32)
+        self.keys: list[str] = []
+
+    def append(self, key: str, unit: FloatArray, pid: int) -> int:
+        n = len(self.keys)
+        if n == self.matrix.shape[0]:
+            grown = np.zeros((2 * n, self.matrix.shape[1]), dtype=np.float32)
+            grown[:n] = self.matrix
+            parts = np.zeros(2 * n, dtype=np.int32)
+            parts[:n] = self.parts
+            self.matrix, self.parts = grown, parts
+        self.matrix[n] = unit
+        self.parts[n] = pid
+        self.keys.append(key)
+        return n
+
+    def pop(self, row: int) -> str | None:
+        """Remove ``row``; returns the key moved into its place, if any."""
+        last = len(self.keys) - 1
+        moved = None
+        if row != last:
+            self.matrix[row] = self.matrix[last]
+            self.parts[row] = self.parts[last]
+            moved = self.keys[row] = self.keys[last]
+        self.keys.pop()
+        return moved
+
+    def scores(self, query: FloatArray, pid: int | None) -> npt.NDArray[np.float32]:
+        n = len(self.keys)
+        scores: npt.NDArray[np.float32] = self.matrix[:n] @ query
+        if pid is not None:
+            scores = np.where(self.parts[:n] == pid, scores, np.float32(-np.inf))
+        return scores
+
+
+def _kmeans(data: FloatArray, k: int, rounds: int, seed: int) -> FloatArray:
+    """Spherical k-means: ``k`` unit centroids of the unit rows of ``data``."""
+    rng = np.random.default_rng(seed)
+    centroids: FloatArray = data[rng.choice(len(data), size=k, replace=False)].copy()
+    for _ in range(rounds):
+        assign = np.argmax(data @ centroids.T, axis=1)
+        sums = np.zeros_like(centroids)
+        np.add.at(sums, assign, data)
+        norms = np.linalg.norm(sums, axis=1, keepdims=True)
+        empty = norms[:, 0] == 0
+        sums[empty] = data[rng.choice(len(data), size=int(empty.sum()))]
+        norms[empty] = 1.0
+        centroids = (sums / norms).astype(np.float32)
+    return centroids
+
+
 class VectorIndex:
     """Cosine-similarity index over unit float32 vectors, with partitions.
 
     Args:
         dim: the embedding dimension; ``None`` takes it from the first vector added.
         initial_capacity: rows allocated up front.
+        ivf_threshold: rows above which the index switches to IVF buckets
+            (``None``: always exact).
+        nprobe: buckets scored per IVF search (default ``max(8, nlist // 16)``).
+        seed: seed of the k-means sampling (deterministic by default).
     """
 
-    def __init__(self, dim: int | None = None, initial_capacity: int = 64) -> None:
+    def __init__(
+        self,
+        dim: int | None = None,
+        initial_capacity: int = 64,
+        ivf_threshold: int | None = 20_000,
+        nprobe: int | None = None,
+        seed: int = 0,
+    ) -> None:
         if initial_capacity < 1:
             raise ConfigurationError("initial_capacity", "must be >= 1")
+        if ivf_threshold is not None and ivf_threshold < 64:
+            raise ConfigurationError("ivf_threshold", "must be >= 64 or None")
+        if nprobe is not None and nprobe < 1:
+            raise ConfigurationError("nprobe", "must be >= 1")
         self._dim = dim
-        self._capacity = initial_capacity
-        self._matrix: FloatArray | None = None
-        self._parts = np.zeros(initial_capacity, dtype=np.int32)
-        self._keys: list[str] = []
-        self._row: dict[str, int] = {}
+        self._initial_capacity = initial_capacity
+        self.ivf_threshold = ivf_threshold
+        self._nprobe = nprobe
+        self._seed = seed
+        self._buckets: list[_Bucket] = []
+        self._centroids: FloatArray | None = None
+        self._trained_at = 0
+        self._where: dict[str, tuple[int, int]] = {}  # key -> (bucket, row)
         self._part_ids: dict[str, int] = {}
         self._lock = threading.Lock()
 
@@ -65,11 +150,16 @@ class VectorIndex:
         """The embedding dimension (``None`` until the first vector)."""
         return self._dim
 
+    @property
+    def nlist(self) -> int:
+        """Number of buckets (1 while the index is exact)."""
+        return max(1, len(self._buckets))
+
     def __len__(self) -> int:
-        return len(self._keys)
+        return len(self._where)
 
     def __contains__(self, key: object) -> bool:
-        return key in self._row
+        return key in self._where
 
     def _part_id(self, partition: str) -> int:
         pid = self._part_ids.get(partition)
@@ -77,19 +167,46 @@ class VectorIndex:
             pid = self._part_ids[partition] = len(self._part_ids) + 1
         return pid
 
-    def _ensure_room(self) -> FloatArray:
-        if self._matrix is None:
+    def _bucket_for(self, unit: FloatArray) -> int:
+        if self._centroids is None:
+            return 0
+        return int(np.argmax(self._centroids @ unit))
+
+    def _insert(self, key: str, unit: FloatArray, pid: int) -> None:
+        b = self._bucket_for(unit)
+        if not self._buckets:
             assert self._dim is not None
-            self._matrix = np.zeros((self._capacity, self._dim), dtype=np.float32)
-        n = len(self._keys)
-        if n == self._capacity:
-            self._capacity *= 2
-            grown = np.zeros((self._capacity, self._matrix.shape[1]), dtype=np.float32)
-            grown[:n] = self._matrix[:n]
-            parts = np.zeros(self._capacity, dtype=np.int32)
-            parts[:n] = self._parts[:n]
-            self._matrix, self._parts = grown, parts
-        return self._matrix
+            self._buckets.append(_Bucket(self._dim, self._initial_capacity))
+        self._where[key] = (b, self._buckets[b].append(key, unit, pid))
+
+    def _delete(self, key: str) -> bool:
+        where = self._where.pop(key, None)
+        if where is None:
+            return False
+        b, row = where
+        moved = self._buckets[b].pop(row)
+        if moved is not None:
+            self._where[moved] = (b, row)
+        return True
+
+    def _maybe_train(self) -> None:
+        n = len(self._where)
+        if self.ivf_threshold is None or n < self.ivf_threshold or n < 4 * self._trained_at:
+            return
+        assert self._dim is not None
+        rows = [(k, b.matrix[r], b.parts[r]) for k, (i, r) in self._where.items()
+                for b in (self._buckets[i],)]  # fmt: skip
+        data = np.stack([v for _, v, _ in rows])
+        rng = np.random.default_rng(self._seed)
+        sample = data[rng.choice(n, size=min(n, 20_000), replace=False)]
+        nlist = max(2, int(2 * math.sqrt(n)))
+        self._centroids = _kmeans(sample, nlist, rounds=5, seed=self._seed)
+        self._trained_at = n
+        capacity = max(8, 2 * n // nlist)
+        self._buckets = [_Bucket(self._dim, capacity) for _ in range(nlist)]
+        self._where = {}
+        for key, vector, pid in rows:
+            self._insert(key, vector, int(pid))
 
     def add(self, key: str, vector: Sequence[float] | FloatArray, partition: str = "") -> None:
         """Add ``key`` (or replace its vector) in ``partition``."""
@@ -97,40 +214,29 @@ class VectorIndex:
         with self._lock:
             if self._dim is None:
                 self._dim = int(unit.shape[0])
-            row = self._row.get(key)
-            if row is None:
-                matrix = self._ensure_room()
-                row = len(self._keys)
-                self._keys.append(key)
-                self._row[key] = row
-            else:
-                assert self._matrix is not None
-                matrix = self._matrix
-            matrix[row] = unit
-            self._parts[row] = self._part_id(partition)
+            self._delete(key)
+            self._insert(key, unit, self._part_id(partition))
+            self._maybe_train()
 
     def remove(self, key: str) -> bool:
-        """Remove ``key``; the last row moves into its place. Returns whether it was there."""
+        """Remove ``key``; its bucket's last row moves into its place."""
         with self._lock:
-            row = self._row.pop(key, None)
-            if row is None:
-                return False
-            assert self._matrix is not None
-            last = len(self._keys) - 1
-            if row != last:
-                moved = self._keys[last]
-                self._matrix[row] = self._matrix[last]
-                self._parts[row] = self._parts[last]
-                self._keys[row] = moved
-                self._row[moved] = row
-            self._keys.pop()
-            return True
+            return self._delete(key)
 
     def clear(self) -> None:
-        """Remove every row (the allocated matrix is kept)."""
+        """Remove every row and go back to exact search."""
         with self._lock:
-            self._keys.clear()
-            self._row.clear()
+            self._buckets, self._where = [], {}
+            self._centroids, self._trained_at = None, 0
+
+    def _probe(self, query: FloatArray) -> list[int]:
+        if self._centroids is None:
+            return list(range(len(self._buckets)))
+        nprobe = self._nprobe or max(8, len(self._buckets) // 16)
+        near = self._centroids @ query
+        if nprobe >= len(near):
+            return list(range(len(near)))
+        return [int(i) for i in np.argpartition(-near, nprobe - 1)[:nprobe]]
 
     def search(
         self,
@@ -148,20 +254,27 @@ class VectorIndex:
         if k < 1:
             raise ConfigurationError("k", "must be >= 1")
         with self._lock:
-            n = len(self._keys)
-            if n == 0 or self._matrix is None:
+            if not self._where:
                 return []
             query = as_unit_vector(vector, self._dim)
-            scores = self._matrix[:n] @ query
+            pid = None
             if partition is not None:
                 pid = self._part_ids.get(partition)
                 if pid is None:
                     return []
-                scores = np.where(self._parts[:n] == pid, scores, -np.inf)
-            if k == 1:
-                order = np.array([int(np.argmax(scores))])
-            else:
-                k = min(k, n)
-                top = np.argpartition(-scores, k - 1)[:k]
-                order = top[np.argsort(-scores[top])]
-            return [(self._keys[i], float(scores[i])) for i in order if np.isfinite(scores[i])]
+            found: list[tuple[str, float]] = []
+            for b in self._probe(query):
+                bucket = self._buckets[b]
+                if not bucket.keys:
+                    continue
+                scores = bucket.scores(query, pid)
+                if k == 1:
+                    top = np.array([int(np.argmax(scores))])
+                else:
+                    kk = min(k, len(scores))
+                    top = np.argpartition(-scores, kk - 1)[:kk]
+                found.extend(
+                    (bucket.keys[i], float(scores[i])) for i in top if np.isfinite(scores[i])
+                )
+            found.sort(key=lambda item: -item[1])
+            return found[:k]

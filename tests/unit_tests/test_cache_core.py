@@ -159,3 +159,31 @@ def test_guard_checks_are_selectable_and_composable() -> None:
     features = extract_features("NASA launched 2 rockets on Monday, not in May")
     assert features.negation and features.numbers == {2.0}
     assert "nasa" in features.entities and "mon" not in features.entities
+
+
+def test_ivf_mode_finds_near_duplicates_and_survives_deletes() -> None:
+    rng = np.random.default_rng(1)
+    centres = rng.normal(size=(20, 16))
+    data = {f"k{i}": centres[i % 20] + 0.3 * rng.normal(size=16) for i in range(600)}
+    index = VectorIndex(ivf_threshold=64, nprobe=3)
+    for key, v in data.items():
+        index.add(key, v, partition="p")
+    assert index.nlist > 1  # trained (and retrained at 4x growth)
+    for i in range(0, 600, 2):
+        index.remove(f"k{i}")
+    found = 0
+    for i in range(1, 600, 10):
+        query = data[f"k{i}"] + 0.05 * rng.normal(size=16)
+        (best, score), *_ = index.search(query, k=2, partition="p")
+        found += best == f"k{i}"
+        assert score > 0.9
+    assert found >= 55  # of 60 near-duplicate queries
+    assert len(index) == 300
+    index.add("k1", data["k3"], partition="p")  # replace across buckets
+    assert index.search(data["k3"], k=1)[0][1] == pytest.approx(1.0)
+    with pytest.raises(ConfigurationError, match="ivf_threshold"):
+        VectorIndex(ivf_threshold=10)
+    with pytest.raises(ConfigurationError, match="nprobe"):
+        VectorIndex(nprobe=0)
+    index.clear()
+    assert index.nlist == 1 and index.search(data["k3"]) == []
