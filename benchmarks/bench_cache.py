@@ -118,7 +118,7 @@ def semantic_latency(sizes: list[int], queries: int, dim: int) -> None:
         vectors: dict[str, np.ndarray] = {f"entry {i}": data[i] for i in range(n)}
         picks = rng.choice(n, size=queries, replace=False)
         for i in picks:
-            noisy = data[i] + 0.02 * rng.normal(size=dim).astype(np.float32)
+            noisy = data[i] + 0.03 * rng.normal(size=dim).astype(np.float32)
             vectors[f"entry {i}?"] = noisy / np.linalg.norm(noisy)
 
         def embed(texts: list[str]) -> list[np.ndarray]:

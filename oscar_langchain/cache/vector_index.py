@@ -89,7 +89,7 @@ class _Bucket:
         # on a busy machine OpenBLAS's thread pool made it 30x slower in our benchmark.
         scores: npt.NDArray[np.float32] = np.einsum("ij,j->i", self.matrix[:n], query)
         if pid is not None:
-            scores = np.where(self.parts[:n] == pid, scores, np.float32(-np.inf))
+            scores[self.parts[:n] != pid] = -np.inf
         return scores
 
 
@@ -201,7 +201,7 @@ class VectorIndex:
         data = np.stack([v for _, v, _ in rows])
         rng = np.random.default_rng(self._seed)
         sample = data[rng.choice(n, size=min(n, 20_000), replace=False)]
-        nlist = max(2, int(2 * math.sqrt(n)))
+        nlist = max(2, int(math.sqrt(n)))
         self._centroids = _kmeans(sample, nlist, rounds=5, seed=self._seed)
         self._trained_at = n
         capacity = max(8, 2 * n // nlist)
