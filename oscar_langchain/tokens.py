@@ -318,4 +318,3 @@ class TokenCounter:
 
     def __repr__(self) -> str:
         return f"TokenCounter({self.encoding_name!r})"
-
