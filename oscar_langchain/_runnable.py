@@ -168,3 +168,4 @@ class OscarRunnable(RunnableSerializable[Input, Output], Generic[Input, Output])
             one(), self._atransform, config, **kwargs
         ):
             yield chunk
+

@@ -318,3 +318,4 @@ class TokenCounter:
 
     def __repr__(self) -> str:
         return f"TokenCounter({self.encoding_name!r})"
+
