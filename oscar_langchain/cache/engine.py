@@ -278,11 +278,15 @@ class CacheEngine:
     # -- drivers ------------------------------------------------------------------------
 
     def _apply(self, changes: list[Change], cursor: int) -> None:
+        # Fetched outside the lock (no I/O under it); adding a vector twice is harmless.
+        with self._sync_lock:
+            if cursor <= self._cursor:
+                return
+            self._cursor = cursor
         for change in changes:
             self.index.add(
                 change.key, np.frombuffer(change.vector, dtype=np.float32), change.partition
             )
-        self._cursor = max(self._cursor, cursor)
 
     def _do(self, op: _Op) -> Any:
         if isinstance(op, _Get):
@@ -293,8 +297,7 @@ class CacheEngine:
                 raise CacheError("this engine has only an async embedder; use alookup")
             return self.embed([op.text])[0]
         if self.backend.shared:
-            with self._sync_lock:
-                self._apply(*self.backend.changes_since(self._cursor))
+            self._apply(*self.backend.changes_since(self._cursor))
         return None
 
     async def _ado(self, op: _Op) -> Any:

@@ -3,10 +3,12 @@
 Layout under ``prefix``: ``{prefix}:e:{key}`` is a hash (JSON payload, partition, text,
 raw float32 vector bytes, timestamps) with a native ``PEXPIRE`` when the entry has a
 TTL; ``{prefix}:lru`` is a sorted set of keys by last access (``ZPOPMIN`` evicts the
-least recently used, atomically even with several writers); ``{prefix}:log`` lists
-the keys that carry vectors, in write order, so each process can mirror the others'
+least recently used, atomically even with several writers); ``{prefix}:log`` is a
+stream of the keys that carry vectors, in write order, so each process can mirror the others'
 vectors in its own index. Sync calls use ``redis.Redis``, async calls
-``redis.asyncio.Redis``: no threads. Every Redis or socket failure becomes a
+``redis.asyncio.Redis``: no threads. The log is a Redis stream capped at twice
+``max_size`` (or a million entries); a process that falls further behind than the cap
+misses some neighbours, never returns a wrong one. Every Redis or socket failure becomes a
 :class:`~oscar_langchain.errors.CacheError` (the engine serves a miss); the client
 reconnects on the next call once the server is back.
 
@@ -27,6 +29,8 @@ from oscar_langchain.errors import CacheError, ConfigurationError
 
 __all__ = ["RedisBackend"]
 
+_LOG_CAP = 1_000_000
+_SYNC_BATCH = 10_000
 _INSTALL_HINT = "RedisBackend needs redis: pip install oscar-langchain[redis]"
 
 
@@ -98,6 +102,7 @@ class RedisBackend(CacheBackend):
 
         options["retry"] = AsyncRetry(NoBackoff(), 0)
         self._options = options
+        self._log_cap = 2 * max_size if max_size is not None else _LOG_CAP
         self._aclients: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
     @property
@@ -151,7 +156,7 @@ class RedisBackend(CacheBackend):
             pipe.pexpire(name, max(1, int((record.expires_at - now) * 1000)))
         pipe.zadd(self._lru, {record.key: now})
         if record.vector is not None:
-            pipe.rpush(self._log, record.key)
+            pipe.xadd(self._log, {"k": record.key}, maxlen=self._log_cap, approximate=True)
         pipe.zcard(self._lru)
 
     def _excess(self, count: int) -> int:
@@ -219,12 +224,14 @@ class RedisBackend(CacheBackend):
             raise self._fail(exc) from exc
 
     def changes_since(self, cursor: int) -> tuple[list[Change], int]:
-        """Vectors logged after ``cursor``; a shorter log (cleared) restarts from 0."""
+        """Vectors logged after ``cursor`` (a stream id packed as ``ms * 2**20 + seq``)."""
+        start = "-" if cursor == 0 else f"({cursor >> 20}-{cursor & 0xFFFFF}"
         try:
-            length = int(self._client.llen(self._log))
-            if cursor > length:
-                cursor = 0
-            keys = [_text(k) for k in self._client.lrange(self._log, cursor, length - 1)]
+            entries = self._client.xrange(self._log, min=start, max="+", count=_SYNC_BATCH)
+            keys = [_text(fields[b"k"]) for _, fields in entries]
+            if entries:
+                ms, seq = _text(entries[-1][0]).split("-")
+                cursor = (int(ms) << 20) | int(seq)
             pipe = self._client.pipeline(transaction=False)
             for key in keys:
                 pipe.hmget(self._k(key), "partition", "vector")
@@ -236,7 +243,7 @@ class RedisBackend(CacheBackend):
             for key, (part, vec) in zip(keys, rows, strict=True)
             if vec is not None and part is not None
         ]
-        return changes, cursor + len(keys)
+        return changes, cursor
 
     # -- async ----------------------------------------------------------------------------
 
