@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -31,7 +32,7 @@ from langchain_core.messages import (
     message_chunk_to_message,
 )
 from langchain_core.prompt_values import PromptValue
-from langchain_core.runnables import Runnable
+from langchain_core.runnables import Runnable, RunnableBinding
 
 from oscar_langchain.cache.core import CacheRequest, canonical_json
 
@@ -114,7 +115,16 @@ def request_from_input(
 
 
 def model_identity(runnable: Runnable[Any, Any]) -> tuple[str, dict[str, Any]]:
-    """``(identity, parameters)`` of a runnable: a model's type and invocation params."""
+    """``(identity, parameters)`` of a runnable, for cache keys.
+
+    A language model gives its type and invocation parameters (``temperature`` included);
+    a binding (``model.bind(stop=...)``) adds its bound arguments; any other runnable
+    (a chain, a retriever, a lambda) is fingerprinted by a hash of its JSON
+    serialisation, so two different chains never share keys.
+    """
+    if isinstance(runnable, RunnableBinding):
+        name, bound_params = model_identity(runnable.bound)
+        return name, {**bound_params, **runnable.kwargs}
     if isinstance(runnable, BaseLanguageModel):
         getter = getattr(runnable, "_get_invocation_params", None)
         params: dict[str, Any] = dict(getter()) if callable(getter) else {}
@@ -122,7 +132,12 @@ def model_identity(runnable: Runnable[Any, Any]) -> tuple[str, dict[str, Any]]:
         if "temperature" not in params and isinstance(temperature, (int, float)):
             params["temperature"] = temperature
         return str(getattr(runnable, "_llm_type", type(runnable).__name__)), params
-    return f"{type(runnable).__module__}.{type(runnable).__qualname__}:{runnable.get_name()}", {}
+    try:
+        fingerprint = canonical_json(dumpd(runnable))
+    except (TypeError, ValueError):
+        fingerprint = repr(runnable)
+    digest = hashlib.sha256(fingerprint.encode("utf-8")).hexdigest()[:16]
+    return f"{type(runnable).__qualname__}:{runnable.get_name()}:{digest}", {}
 
 
 def _contains_unserialisable(data: Any) -> bool:

@@ -2,10 +2,12 @@ from __future__ import annotations
 
 import json
 
+from langchain_core.language_models import FakeListChatModel
 from langchain_core.load import dumps
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage
 from langchain_core.outputs import Generation
 from langchain_core.prompt_values import ChatPromptValue
+from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import RunnableLambda
 
 from oscar_langchain.cache import OscarCache
@@ -27,7 +29,19 @@ def test_request_from_various_inputs() -> None:
     assert request_from_input({"a": 1}).text == '{"a":1}'
     multimodal = request_from_input([HumanMessage([{"type": "text", "text": "x"}])])
     assert multimodal.text == '[{"text":"x","type":"text"}]'
-    assert model_identity(RunnableLambda(lambda x: x))[0].endswith(":RunnableLambda")
+    assert model_identity(RunnableLambda(lambda x: x))[0].startswith("RunnableLambda:")
+
+
+def test_identity_tells_bindings_and_chains_apart() -> None:
+    model = FakeListChatModel(responses=["a"])
+    name, params = model_identity(model.bind(stop=["x"]))
+    assert name == "fake-list-chat-model" and params["stop"] == ["x"]
+    first = ChatPromptTemplate.from_messages([("human", "{q}")]) | model
+    second = ChatPromptTemplate.from_messages([("system", "Be brief."), ("human", "{q}")]) | model
+    assert model_identity(first)[0] != model_identity(second)[0]
+    assert model_identity(first) == model_identity(
+        ChatPromptTemplate.from_messages([("human", "{q}")]) | model
+    )
 
 
 def test_chunks() -> None:
