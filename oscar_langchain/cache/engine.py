@@ -360,7 +360,9 @@ class CacheEngine:
 
     # -- writes -------------------------------------------------------------------------
 
-    def _record(self, request: CacheRequest, value: Any, lookup: Lookup) -> Record | None:
+    def _record(
+        self, request: CacheRequest, value: Any, lookup: Lookup, ttl: float | None
+    ) -> Record | None:
         if lookup.key is None:
             return None
         try:
@@ -376,7 +378,7 @@ class CacheEngine:
             text=request.normalised_text(),
             vector=lookup.vector,
             created_at=now,
-            expires_at=None if self.ttl is None else now + self.ttl,
+            expires_at=None if ttl is None else now + ttl,
         )
 
     def _after_put(self, record: Record, evicted: list[str]) -> None:
@@ -387,9 +389,23 @@ class CacheEngine:
             self.index.remove(key)
         self._stats.add(evictions=len(evicted))
 
-    def store(self, request: CacheRequest, value: Any, lookup: Lookup) -> None:
-        """Store ``value`` (JSON-serialisable) for the request a miss ``lookup`` was for."""
-        record = self._record(request, value, lookup)
+    def _ttl(self, ttl: float | None) -> float | None:
+        if ttl is not None and ttl <= 0:
+            raise ConfigurationError("ttl", "must be > 0 seconds or None")
+        return self.ttl if ttl is None else ttl
+
+    def store(
+        self, request: CacheRequest, value: Any, lookup: Lookup, ttl: float | None = None
+    ) -> None:
+        """Store ``value`` (JSON-serialisable) for the request a miss ``lookup`` was for.
+
+        Args:
+            request: the request.
+            value: the value, JSON-serialisable.
+            lookup: the miss returned by :meth:`lookup` or :meth:`prepare`.
+            ttl: this entry's time to live (default: the engine's ``ttl``).
+        """
+        record = self._record(request, value, lookup, self._ttl(ttl))
         if record is None:
             return
         try:
@@ -399,9 +415,11 @@ class CacheEngine:
             return
         self._after_put(record, evicted)
 
-    async def astore(self, request: CacheRequest, value: Any, lookup: Lookup) -> None:
+    async def astore(
+        self, request: CacheRequest, value: Any, lookup: Lookup, ttl: float | None = None
+    ) -> None:
         """Async :meth:`store`."""
-        record = self._record(request, value, lookup)
+        record = self._record(request, value, lookup, self._ttl(ttl))
         if record is None:
             return
         try:

@@ -44,6 +44,12 @@ def test_exact_hit_miss_and_ttl_with_injected_clock() -> None:
     clock.now += 1
     assert not engine.lookup(req).hit
     stats = engine.stats()
+    short = CacheRequest("short-lived", model="m")
+    engine.store(short, 1, engine.prepare(short), ttl=5)  # per-entry TTL
+    clock.now += 5
+    assert not engine.lookup(short).hit
+    with pytest.raises(ConfigurationError, match="ttl"):
+        engine.store(short, 1, engine.prepare(short), ttl=-1)
     assert (stats["hits"], stats["misses"], stats["size"]) == (1, 2, 0)
     assert stats["hit_rate"] == pytest.approx(1 / 3)
 
