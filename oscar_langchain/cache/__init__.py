@@ -1,0 +1,41 @@
+"""Caching: exact and semantic, memory/SQLite/Redis, guarded against false hits.
+
+* :class:`CachedRunnable` wraps any Runnable (invoke, batch, stream, single-flight).
+* :class:`OscarCache` is a LangChain ``BaseCache`` for ``set_llm_cache``.
+* :class:`CacheEngine` is the pure core both use; backends store JSON and float32 bytes.
+"""
+
+from oscar_langchain.cache.backends import CacheBackend, MemoryBackend, Record, SQLiteBackend
+from oscar_langchain.cache.core import CacheRequest, CacheStats, ContextPolicy, TemperaturePolicy
+from oscar_langchain.cache.engine import CacheEngine, CacheEvent, Lookup
+from oscar_langchain.cache.guard import AllOf, CallableGuard, Guard, GuardVerdict, RuleGuard
+from oscar_langchain.cache.langchain_cache import OscarCache
+from oscar_langchain.cache.redis_backend import RedisBackend
+from oscar_langchain.cache.runnable import CachedRunnable, semantic_engine
+from oscar_langchain.cache.singleflight import SingleFlight
+from oscar_langchain.cache.vector_index import VectorIndex
+
+__all__ = [
+    "AllOf",
+    "CacheBackend",
+    "CacheEngine",
+    "CacheEvent",
+    "CacheRequest",
+    "CacheStats",
+    "CachedRunnable",
+    "CallableGuard",
+    "ContextPolicy",
+    "Guard",
+    "GuardVerdict",
+    "Lookup",
+    "MemoryBackend",
+    "OscarCache",
+    "Record",
+    "RedisBackend",
+    "RuleGuard",
+    "SQLiteBackend",
+    "SingleFlight",
+    "TemperaturePolicy",
+    "VectorIndex",
+    "semantic_engine",
+]

@@ -1,0 +1,284 @@
+"""Redis backend: shared across processes and machines, TTL native, LRU by sorted set.
+
+Layout under ``prefix``: ``{prefix}:e:{key}`` is a hash (JSON payload, partition, text,
+raw float32 vector bytes, timestamps) with a native ``PEXPIRE`` when the entry has a
+TTL; ``{prefix}:lru`` is a sorted set of keys by last access (``ZPOPMIN`` evicts the
+least recently used, atomically even with several writers); ``{prefix}:log`` is a
+stream of the keys that carry vectors, in write order, so each process can mirror the others'
+vectors in its own index. Sync calls use ``redis.Redis``, async calls
+``redis.asyncio.Redis``: no threads. The log is a Redis stream capped at twice
+``max_size`` (or a million entries); a process that falls further behind than the cap
+misses some neighbours, never returns a wrong one. Every Redis or socket failure becomes a
+:class:`~oscar_langchain.errors.CacheError` (the engine serves a miss); the client
+reconnects on the next call once the server is back.
+
+Requires the ``redis`` extra: ``pip install oscar-langchain[redis]``.
+
+Example:
+    >>> backend = RedisBackend("redis://127.0.0.1:1/0")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Mapping
+from typing import Any
+
+from oscar_langchain.cache.backends import CacheBackend, Change, Record, _check_max_size
+from oscar_langchain.errors import CacheError, ConfigurationError
+
+__all__ = ["RedisBackend"]
+
+_LOG_CAP = 1_000_000
+_SYNC_BATCH = 10_000
+_INSTALL_HINT = "RedisBackend needs redis: pip install oscar-langchain[redis]"
+
+
+def _import_redis() -> Any:
+    try:
+        import redis
+        import redis.asyncio
+    except ImportError as exc:  # pragma: no cover - exercised only without the extra
+        raise ConfigurationError("backend", _INSTALL_HINT) from exc
+    return redis
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def _record(key: str, fields: Mapping[bytes, bytes]) -> Record:
+    try:
+        expires = fields.get(b"expires_at", b"")
+        return Record(
+            key=key,
+            payload=_text(fields[b"payload"]),
+            partition=_text(fields.get(b"partition", b"")),
+            text=_text(fields.get(b"text", b"")),
+            vector=fields.get(b"vector") or None,
+            created_at=float(fields.get(b"created_at", b"0")),
+            expires_at=float(expires) if expires else None,
+        )
+    except (KeyError, ValueError, UnicodeDecodeError) as exc:
+        raise CacheError(f"corrupt Redis entry {key[:16]}: {exc!r}") from exc
+
+
+class RedisBackend(CacheBackend):
+    """Cache storage in Redis.
+
+    Args:
+        url: the Redis URL (``redis://host:port/db``).
+        prefix: namespace of every Redis key this backend writes.
+        max_size: most entries kept; ``None`` for no limit.
+        socket_timeout: seconds before a Redis call gives up (keep it short: a cache
+            that waits long on a dead server is worse than a miss).
+    """
+
+    def __init__(
+        self,
+        url: str = "redis://127.0.0.1:6379/0",
+        prefix: str = "oscar:cache",
+        max_size: int | None = None,
+        socket_timeout: float = 0.5,
+    ) -> None:
+        _check_max_size(max_size)
+        if socket_timeout <= 0:
+            raise ConfigurationError("socket_timeout", "must be > 0")
+        redis = _import_redis()
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        options: dict[str, Any] = {
+            "socket_timeout": socket_timeout,
+            "socket_connect_timeout": socket_timeout,
+            "retry": Retry(NoBackoff(), 0),
+        }
+        self.url = url
+        self.prefix = prefix
+        self.max_size = max_size
+        self._errors: tuple[type[BaseException], ...] = (redis.exceptions.RedisError, OSError)
+        self._client = redis.Redis.from_url(url, **options)
+        from redis.asyncio.retry import Retry as AsyncRetry
+
+        options["retry"] = AsyncRetry(NoBackoff(), 0)
+        self._options = options
+        self._log_cap = 2 * max_size if max_size is not None else _LOG_CAP
+        self._aclients: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+
+    @property
+    def shared(self) -> bool:
+        """Redis is shared by design."""
+        return True
+
+    def _aclient(self) -> Any:
+        import asyncio
+
+        import redis.asyncio
+
+        loop = asyncio.get_running_loop()  # an asyncio client is bound to its loop
+        client = self._aclients.get(loop)
+        if client is None:
+            client = self._aclients[loop] = redis.asyncio.Redis.from_url(self.url, **self._options)
+        return client
+
+    def _k(self, key: str) -> str:
+        return f"{self.prefix}:e:{key}"
+
+    @property
+    def _lru(self) -> str:
+        return f"{self.prefix}:lru"
+
+    @property
+    def _log(self) -> str:
+        return f"{self.prefix}:log"
+
+    def _fail(self, exc: BaseException) -> CacheError:
+        return CacheError(f"Redis cache error: {exc!r}")
+
+    @staticmethod
+    def _mapping(record: Record) -> dict[str, Any]:
+        mapping: dict[str, Any] = {
+            "payload": record.payload,
+            "partition": record.partition,
+            "text": record.text,
+            "created_at": repr(record.created_at),
+            "expires_at": "" if record.expires_at is None else repr(record.expires_at),
+        }
+        if record.vector is not None:
+            mapping["vector"] = record.vector
+        return mapping
+
+    def _queue_put(self, pipe: Any, record: Record, now: float) -> None:
+        name = self._k(record.key)
+        pipe.delete(name)
+        pipe.hset(name, mapping=self._mapping(record))
+        if record.expires_at is not None:
+            pipe.pexpire(name, max(1, int((record.expires_at - now) * 1000)))
+        pipe.zadd(self._lru, {record.key: now})
+        if record.vector is not None:
+            pipe.xadd(self._log, {"k": record.key}, maxlen=self._log_cap, approximate=True)
+        pipe.zcard(self._lru)
+
+    def _excess(self, count: int) -> int:
+        return 0 if self.max_size is None else max(0, count - self.max_size)
+
+    # -- sync -----------------------------------------------------------------------------
+
+    def get(self, key: str, now: float) -> Record | None:
+        """See :meth:`CacheBackend.get`."""
+        try:
+            fields = self._client.hgetall(self._k(key))
+            if not fields:
+                return None
+            record = _record(key, fields)
+            if record.expired(now):
+                self.delete(key)
+                return None
+            self._client.zadd(self._lru, {key: now}, xx=True)
+            return record
+        except self._errors as exc:
+            raise self._fail(exc) from exc
+
+    def put(self, record: Record, now: float) -> list[str]:
+        """See :meth:`CacheBackend.put`."""
+        try:
+            pipe = self._client.pipeline(transaction=True)
+            self._queue_put(pipe, record, now)
+            count = pipe.execute()[-1]
+            excess = self._excess(int(count))
+            if not excess:
+                return []
+            evicted = [_text(k) for k, _ in self._client.zpopmin(self._lru, excess)]
+            self._client.delete(*[self._k(k) for k in evicted])
+            return evicted
+        except self._errors as exc:
+            raise self._fail(exc) from exc
+
+    def delete(self, key: str) -> None:
+        """See :meth:`CacheBackend.delete`."""
+        try:
+            self._client.delete(self._k(key))
+            self._client.zrem(self._lru, key)
+        except self._errors as exc:
+            raise self._fail(exc) from exc
+
+    def clear(self) -> None:
+        """See :meth:`CacheBackend.clear` (deletes every key under ``prefix``)."""
+        try:
+            batch: list[Any] = []
+            for name in self._client.scan_iter(match=f"{self.prefix}:*", count=500):
+                batch.append(name)
+                if len(batch) >= 500:
+                    self._client.delete(*batch)
+                    batch = []
+            if batch:
+                self._client.delete(*batch)
+        except self._errors as exc:
+            raise self._fail(exc) from exc
+
+    def size(self) -> int:
+        """Entries in the LRU set (an expired entry counts until touched or evicted)."""
+        try:
+            return int(self._client.zcard(self._lru))
+        except self._errors as exc:
+            raise self._fail(exc) from exc
+
+    def changes_since(self, cursor: int) -> tuple[list[Change], int]:
+        """Vectors logged after ``cursor`` (a stream id packed as ``ms * 2**20 + seq``)."""
+        start = "-" if cursor == 0 else f"({cursor >> 20}-{cursor & 0xFFFFF}"
+        try:
+            entries = self._client.xrange(self._log, min=start, max="+", count=_SYNC_BATCH)
+            keys = [_text(fields[b"k"]) for _, fields in entries]
+            if entries:
+                ms, seq = _text(entries[-1][0]).split("-")
+                cursor = (int(ms) << 20) | int(seq)
+            pipe = self._client.pipeline(transaction=False)
+            for key in keys:
+                pipe.hmget(self._k(key), "partition", "vector")
+            rows = pipe.execute() if keys else []
+        except self._errors as exc:
+            raise self._fail(exc) from exc
+        changes = [
+            Change(key, _text(part), vec)
+            for key, (part, vec) in zip(keys, rows, strict=True)
+            if vec is not None and part is not None
+        ]
+        return changes, cursor
+
+    # -- async ----------------------------------------------------------------------------
+
+    async def aget(self, key: str, now: float) -> Record | None:
+        """Async :meth:`get` on ``redis.asyncio``."""
+        client = self._aclient()
+        try:
+            fields = await client.hgetall(self._k(key))
+            if not fields:
+                return None
+            record = _record(key, fields)
+            if record.expired(now):
+                await client.delete(self._k(key))
+                return None
+            await client.zadd(self._lru, {key: now}, xx=True)
+            return record
+        except self._errors as exc:
+            raise self._fail(exc) from exc
+
+    async def aput(self, record: Record, now: float) -> list[str]:
+        """Async :meth:`put` on ``redis.asyncio``."""
+        client = self._aclient()
+        try:
+            pipe = client.pipeline(transaction=True)
+            self._queue_put(pipe, record, now)
+            count = (await pipe.execute())[-1]
+            excess = self._excess(int(count))
+            if not excess:
+                return []
+            evicted = [_text(k) for k, _ in await client.zpopmin(self._lru, excess)]
+            await client.delete(*[self._k(k) for k in evicted])
+            return evicted
+        except self._errors as exc:
+            raise self._fail(exc) from exc
+
+    def close(self) -> None:
+        """Close the sync client (async clients close with their event loop)."""
+        self._client.close()

@@ -1,0 +1,240 @@
+"""``CachedRunnable``: exact or semantic caching in front of any Runnable.
+
+Hits are answered from the cache; misses call the wrapped runnable (with the child
+config, so its run nests under the cache's run) and are stored. Streams replay the
+cached chunks on a hit and, on a miss, stream through and store the assembled result.
+Concurrent identical misses make one upstream call (single-flight, sync and async).
+Each run is annotated with ``oscar.cache.hit``, ``oscar.cache.semantic``,
+``oscar.cache.similarity``, ``oscar.cache.key`` and ``oscar.cache.shared``.
+
+Example:
+    >>> from langchain_core.language_models import FakeListChatModel
+    >>> model = FakeListChatModel(responses=["Paris", "Lyon"])
+    >>> cached = CachedRunnable(runnable=model)
+    >>> cached.invoke("Capital of France?").content, cached.invoke("Capital of France?").content
+    ('Paris', 'Paris')
+    >>> cached.stats()["hits"]
+    1
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+from langchain_core.callbacks import (
+    AsyncCallbackManagerForChainRun,
+    CallbackManagerForChainRun,
+)
+from langchain_core.embeddings import Embeddings
+from langchain_core.runnables import Runnable, RunnableConfig
+from pydantic import ConfigDict, Field, PrivateAttr
+
+from oscar_langchain._runnable import OscarRunnable, aannotate_run, annotate_run, child_config
+from oscar_langchain.cache.adapters import (
+    UnserialisableValueError,
+    assemble_chunks,
+    decode_value,
+    encode_value,
+    model_identity,
+    request_from_input,
+    to_chunk,
+)
+from oscar_langchain.cache.core import CacheRequest
+from oscar_langchain.cache.engine import CacheEngine, Lookup
+from oscar_langchain.cache.singleflight import SingleFlight
+
+__all__ = ["CachedRunnable", "semantic_engine"]
+
+
+def semantic_engine(embeddings: Embeddings, **kwargs: Any) -> CacheEngine:
+    """A :class:`CacheEngine` embedding with any LangChain ``Embeddings``.
+
+    Args:
+        embeddings: the embedding model (e.g. ``OfflineEmbeddings()``).
+        **kwargs: passed to :class:`CacheEngine` (backend, threshold, ttl, guard...).
+    """
+    return CacheEngine(
+        embed=embeddings.embed_documents, aembed=embeddings.aembed_documents, **kwargs
+    )
+
+
+_Result = tuple[Any, Lookup]
+
+
+class CachedRunnable(OscarRunnable[Any, Any]):
+    """Caches the outputs of ``runnable`` (chat models, chains, retrievers...)."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
+
+    runnable: Runnable[Any, Any]
+    """The runnable whose outputs are cached."""
+    cache: CacheEngine = Field(default_factory=CacheEngine)
+    """The engine (backend, semantic settings, policies); exact in-memory by default."""
+    namespace: str = "default"
+    """Keys never cross namespaces (tenants, applications)."""
+    model_id: str | None = None
+    """Identity used in keys; default: the model's type and invocation parameters."""
+
+    _flight: SingleFlight = PrivateAttr(default_factory=SingleFlight)
+    _identity: tuple[str, dict[str, Any]] | None = PrivateAttr(default=None)
+
+    @classmethod
+    def is_lc_serializable(cls) -> bool:
+        """Not serialisable: the engine holds live connections."""
+        return False
+
+    def stats(self) -> dict[str, float]:
+        """The engine's counters (see :meth:`CacheEngine.stats`)."""
+        return self.cache.stats()
+
+    # -- pure-ish helpers shared by every path ------------------------------------------
+
+    def _request(self, input: Any) -> CacheRequest:
+        if self._identity is None:
+            self._identity = model_identity(self.runnable)
+        model, params = self._identity
+        return request_from_input(input, self.model_id or model, params, self.namespace)
+
+    def _single_flight(self, request: CacheRequest) -> bool:
+        temperature = request.temperature
+        sampling = temperature is not None and temperature > 0
+        return not sampling or self.cache.temperature_policy.mode == "cache"
+
+    def _decode_hit(self, lookup: Lookup) -> tuple[bool, Any, list[Any] | None]:
+        if not lookup.hit or not isinstance(lookup.value, dict) or "value" not in lookup.value:
+            return False, None, None
+        try:
+            value = decode_value(lookup.value["value"])
+            raw_chunks = lookup.value.get("chunks")
+            chunks = [decode_value(c) for c in raw_chunks] if raw_chunks else None
+        except (ValueError, TypeError, KeyError, NotImplementedError) as exc:
+            self.cache.emit("error", lookup.matched_key or "", f"cannot revive entry: {exc}")
+            return False, None, None
+        return True, value, chunks
+
+    def _payload(self, value: Any, chunks: list[Any] | None, lookup: Lookup) -> Any:
+        try:
+            return {
+                "value": encode_value(value),
+                "chunks": [encode_value(c) for c in chunks] if chunks is not None else None,
+            }
+        except UnserialisableValueError as exc:
+            self.cache.emit("error", lookup.key or "", str(exc))
+            return None
+
+    @staticmethod
+    def _attributes(lookup: Lookup, hit: bool, shared: bool = False) -> dict[str, Any]:
+        return {
+            "oscar.cache.hit": hit,
+            "oscar.cache.semantic": hit and lookup.semantic,
+            "oscar.cache.similarity": lookup.similarity if hit else None,
+            "oscar.cache.key": lookup.matched_key if hit else lookup.key,
+            "oscar.cache.shared": shared,
+            "oscar.cache.bypassed": lookup.bypassed,
+        }
+
+    # -- invoke / ainvoke ---------------------------------------------------------------
+
+    def _lookup_or_call(
+        self,
+        input: Any,
+        request: CacheRequest,
+        run_manager: CallbackManagerForChainRun,
+        config: RunnableConfig,
+    ) -> tuple[Any, Lookup, bool]:
+        lookup = self.cache.lookup(request)
+        ok, value, _ = self._decode_hit(lookup)
+        if ok:
+            return value, lookup, True
+        value = self.runnable.invoke(input, child_config(config, run_manager))
+        payload = self._payload(value, None, lookup)
+        if payload is not None:
+            self.cache.store(request, payload, lookup)
+        return value, lookup, False
+
+    async def _alookup_or_call(
+        self,
+        input: Any,
+        request: CacheRequest,
+        run_manager: AsyncCallbackManagerForChainRun,
+        config: RunnableConfig,
+    ) -> tuple[Any, Lookup, bool]:
+        lookup = await self.cache.alookup(request)
+        ok, value, _ = self._decode_hit(lookup)
+        if ok:
+            return value, lookup, True
+        value = await self.runnable.ainvoke(input, child_config(config, run_manager))
+        payload = self._payload(value, None, lookup)
+        if payload is not None:
+            await self.cache.astore(request, payload, lookup)
+        return value, lookup, False
+
+    def _invoke(
+        self, input: Any, run_manager: CallbackManagerForChainRun, config: RunnableConfig
+    ) -> Any:
+        request = self._request(input)
+
+        def call() -> tuple[Any, Lookup, bool]:
+            return self._lookup_or_call(input, request, run_manager, config)
+
+        if self._single_flight(request):
+            (value, lookup, hit), shared = self._flight.do(request.exact_key(), call)
+        else:
+            (value, lookup, hit), shared = call(), False
+        annotate_run(run_manager, self._attributes(lookup, hit or shared, shared))
+        return value
+
+    async def _ainvoke(
+        self, input: Any, run_manager: AsyncCallbackManagerForChainRun, config: RunnableConfig
+    ) -> Any:
+        request = self._request(input)
+
+        async def call() -> tuple[Any, Lookup, bool]:
+            return await self._alookup_or_call(input, request, run_manager, config)
+
+        if self._single_flight(request):
+            (value, lookup, hit), shared = await self._flight.ado(request.exact_key(), call)
+        else:
+            (value, lookup, hit), shared = await call(), False
+        await aannotate_run(run_manager, self._attributes(lookup, hit or shared, shared))
+        return value
+
+    # -- stream / astream ---------------------------------------------------------------
+
+    def _stream(
+        self, input: Any, run_manager: CallbackManagerForChainRun, config: RunnableConfig
+    ) -> Iterator[Any]:
+        request = self._request(input)
+        lookup = self.cache.lookup(request)
+        ok, value, chunks = self._decode_hit(lookup)
+        annotate_run(run_manager, self._attributes(lookup, ok))
+        if ok:
+            yield from chunks if chunks else [to_chunk(value)]
+            return
+        seen: list[Any] = []
+        for chunk in self.runnable.stream(input, child_config(config, run_manager)):
+            seen.append(chunk)
+            yield chunk
+        payload = self._payload(assemble_chunks(seen), seen, lookup)
+        if payload is not None:
+            self.cache.store(request, payload, lookup)
+
+    async def _astream(
+        self, input: Any, run_manager: AsyncCallbackManagerForChainRun, config: RunnableConfig
+    ) -> AsyncIterator[Any]:
+        request = self._request(input)
+        lookup = await self.cache.alookup(request)
+        ok, value, chunks = self._decode_hit(lookup)
+        await aannotate_run(run_manager, self._attributes(lookup, ok))
+        if ok:
+            for chunk in chunks if chunks else [to_chunk(value)]:
+                yield chunk
+            return
+        seen: list[Any] = []
+        async for chunk in self.runnable.astream(input, child_config(config, run_manager)):
+            seen.append(chunk)
+            yield chunk
+        payload = self._payload(assemble_chunks(seen), seen, lookup)
+        if payload is not None:
+            await self.cache.astore(request, payload, lookup)

@@ -1,0 +1,136 @@
+"""Redis backend against a real redis-server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from langchain_core.caches import BaseCache
+from langchain_core.runnables import RunnableLambda
+from langchain_tests.integration_tests import AsyncCacheTestSuite, SyncCacheTestSuite
+
+from oscar_langchain.cache import CachedRunnable, CacheEngine, OscarCache, RedisBackend
+from oscar_langchain.cache.backends import Record
+from oscar_langchain.cache.core import CacheRequest
+from oscar_langchain.embeddings import OfflineEmbeddings
+from tests._support.redis_server import RedisServer
+from tests.unit_tests.cache_contract import BackendContract
+
+pytestmark = pytest.mark.redis
+
+
+def prefix() -> str:
+    return f"test:{uuid.uuid4().hex[:8]}"
+
+
+class TestRedisBackendContract(BackendContract):
+    @pytest.fixture
+    def make_backend(self, redis_server: RedisServer) -> Iterator:
+        made: list[RedisBackend] = []
+        name = prefix()
+
+        def make(max_size: int | None) -> RedisBackend:
+            made.append(RedisBackend(redis_server.url, prefix=name, max_size=max_size))
+            return made[-1]
+
+        yield make
+        made[0].clear()
+        for backend in made:
+            backend.close()
+
+
+class TestRedisSync(SyncCacheTestSuite):
+    @pytest.fixture
+    def cache(self, redis_server: RedisServer) -> BaseCache:
+        return OscarCache(CacheEngine(RedisBackend(redis_server.url, prefix=prefix())))
+
+
+class TestRedisAsync(AsyncCacheTestSuite):
+    @pytest.fixture
+    async def cache(self, redis_server: RedisServer) -> BaseCache:
+        return OscarCache(CacheEngine(RedisBackend(redis_server.url, prefix=prefix())))
+
+
+class TestRedisSemanticSync(SyncCacheTestSuite):
+    @pytest.fixture
+    def cache(self, redis_server: RedisServer) -> BaseCache:
+        engine = CacheEngine(
+            RedisBackend(redis_server.url, prefix=prefix()),
+            embed=OfflineEmbeddings(n_features=256).embed_documents,
+        )
+        return OscarCache(engine)
+
+
+def test_native_ttl_and_two_processes_share_semantic_entries(redis_server: RedisServer) -> None:
+    name = prefix()
+    emb = OfflineEmbeddings()
+    writer = CacheEngine(RedisBackend(redis_server.url, prefix=name), embed=emb.embed_documents,
+                         threshold=0.6, ttl=30)  # fmt: skip
+    reader = CacheEngine(RedisBackend(redis_server.url, prefix=name), embed=emb.embed_documents,
+                         threshold=0.6)  # fmt: skip
+    req = CacheRequest("What is the capital of France?", model="m")
+    writer.store(req, "Paris", writer.prepare(req))
+    ttl_ms = writer.backend._client.pttl(f"{name}:e:{req.exact_key()}")  # type: ignore[attr-defined]
+    assert 0 < ttl_ms <= 30_000
+    near = reader.lookup(CacheRequest("Which city is the capital of France?", model="m"))
+    assert near.hit and near.semantic and near.value == "Paris"  # found via the shared log
+    reader.clear()
+    assert not writer.lookup(req).hit
+
+
+def test_async_paths_use_redis_asyncio(redis_server: RedisServer) -> None:
+    async def go() -> tuple[bool, int]:
+        backend = RedisBackend(redis_server.url, prefix=prefix(), max_size=2)
+        engine = CacheEngine(backend, aembed=OfflineEmbeddings().aembed_documents)
+        for q in ("a b c", "d e f", "g h i"):
+            req = CacheRequest(q)
+            await engine.astore(req, q, await engine.alookup(req))
+        hit = await engine.alookup(CacheRequest("g h i"))
+        await backend.aclear()
+        return hit.hit, int(engine.stats()["evictions"])
+
+    assert asyncio.run(go()) == (True, 1)
+
+
+def test_corrupt_redis_entry_is_a_miss(redis_server: RedisServer) -> None:
+    backend = RedisBackend(redis_server.url, prefix=prefix())
+    engine = CacheEngine(backend)
+    req = CacheRequest("q")
+    backend._client.hset(f"{backend.prefix}:e:{req.exact_key()}", "junk", "1")
+    assert not engine.lookup(req).hit
+    assert engine.stats()["errors"] == 1
+    backend.put(Record(req.exact_key(), '"ok"'), now=0.0)
+    assert engine.lookup(req).value == "ok"
+
+
+def test_redis_stopped_mid_run_serves_misses_and_recovers(own_redis_server: RedisServer) -> None:
+    calls = 0
+
+    def upstream(x: str) -> str:
+        nonlocal calls
+        calls += 1
+        return x.upper()
+
+    async def aupstream(x: str) -> str:
+        return upstream(x)
+
+    backend = RedisBackend(own_redis_server.url, prefix=prefix(), socket_timeout=0.2)
+    cached = CachedRunnable(runnable=RunnableLambda(upstream, afunc=aupstream),
+                            cache=CacheEngine(backend))  # fmt: skip
+    assert cached.invoke("a") == "A" and cached.invoke("a") == "A" and calls == 1
+
+    own_redis_server.stop()
+    assert [cached.invoke("a") for _ in range(3)] == ["A"] * 3  # misses, not crashes
+    assert asyncio.run(cached.ainvoke("b")) == "B"
+    assert calls == 5
+    errors_during_outage = cached.stats()["errors"]
+    assert errors_during_outage == 9  # 4 gets, 4 puts and the size() in stats(): no crash
+
+    own_redis_server.start()  # empty again: --save "" keeps nothing
+    assert cached.invoke("a") == "A" and calls == 6
+    assert cached.invoke("a") == "A" and calls == 6  # cached again: recovered
+    assert asyncio.run(cached.ainvoke("c")) == "C"
+    assert asyncio.run(cached.ainvoke("c")) == "C" and calls == 7
+    assert cached.stats()["errors"] == errors_during_outage  # no error since the restart

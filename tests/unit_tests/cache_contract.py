@@ -1,0 +1,114 @@
+"""One contract every cache backend passes (memory and SQLite here, Redis in integration)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from oscar_langchain.cache.backends import CacheBackend, Record
+from oscar_langchain.cache.core import CacheRequest
+from oscar_langchain.cache.engine import CacheEngine
+
+
+def vec(*values: float) -> bytes:
+    return np.asarray(values, dtype=np.float32).tobytes()
+
+
+class BackendContract:
+    """Subclasses provide a ``backend`` fixture taking ``max_size`` via ``make_backend``."""
+
+    @pytest.fixture
+    def make_backend(self):  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    @pytest.fixture
+    def backend(self, make_backend) -> CacheBackend:
+        return make_backend(None)
+
+    def test_missing_key_is_none(self, backend: CacheBackend) -> None:
+        assert backend.get("nope", now=0.0) is None
+
+    def test_put_then_get_round_trips_every_field(self, backend: CacheBackend) -> None:
+        record = Record("k", '{"a": 1}', "part", "text", vec(1, 0), 5.0, 50.0)
+        assert backend.put(record, now=5.0) == []
+        assert backend.get("k", now=6.0) == record
+
+    def test_overwrite_keeps_one_entry(self, backend: CacheBackend) -> None:
+        backend.put(Record("k", "1"), now=0.0)
+        backend.put(Record("k", "2"), now=1.0)
+        got = backend.get("k", now=2.0)
+        assert got is not None and got.payload == "2"
+        assert backend.size() == 1
+
+    def test_expired_entry_is_a_miss_and_removed(self, backend: CacheBackend) -> None:
+        backend.put(Record("k", "1", expires_at=10.0), now=0.0)
+        assert backend.get("k", now=9.9) is not None
+        assert backend.get("k", now=10.0) is None
+        assert backend.get("k", now=0.0) is None  # gone, not just hidden
+
+    def test_lru_eviction_respects_access_order(self, make_backend) -> None:
+        backend = make_backend(2)
+        backend.put(Record("a", "1"), now=1.0)
+        backend.put(Record("b", "2"), now=2.0)
+        assert backend.get("a", now=3.0) is not None  # a is now most recent
+        assert backend.put(Record("c", "3"), now=4.0) == ["b"]
+        assert backend.get("b", now=5.0) is None
+        assert backend.get("a", now=5.0) is not None
+        assert backend.size() == 2
+
+    def test_delete_and_clear(self, backend: CacheBackend) -> None:
+        backend.put(Record("a", "1"), now=0.0)
+        backend.put(Record("b", "2"), now=0.0)
+        backend.delete("a")
+        assert backend.get("a", now=0.0) is None
+        backend.clear()
+        assert backend.size() == 0
+        assert backend.get("b", now=0.0) is None
+
+    def test_changes_since_reports_new_vectors_once(self, backend: CacheBackend) -> None:
+        if not backend.shared:
+            assert backend.changes_since(0) == ([], 0)
+            return
+        backend.put(Record("a", "1", "p", "t", vec(1, 0)), now=0.0)
+        backend.put(Record("b", "2"), now=0.0)  # no vector: not reported
+        changes, cursor = backend.changes_since(0)
+        assert [(c.key, c.partition, c.vector) for c in changes] == [("a", "p", vec(1, 0))]
+        assert backend.changes_since(cursor) == ([], cursor)
+        backend.put(Record("c", "3", "p", "t", vec(0, 1)), now=1.0)
+        assert [c.key for c in backend.changes_since(cursor)[0]] == ["c"]
+
+    def test_async_methods_match_sync(self, backend: CacheBackend) -> None:
+        async def go() -> tuple[Record | None, list[str]]:
+            evicted = await backend.aput(Record("k", '"v"', vector=vec(1, 0)), now=0.0)
+            got = await backend.aget("k", now=1.0)
+            await backend.aclear()
+            return got, evicted
+
+        got, evicted = asyncio.run(go())
+        assert got is not None and got.payload == '"v"' and evicted == []
+        assert backend.size() == 0
+
+    def test_engine_exact_and_semantic_round_trip(self, backend: CacheBackend) -> None:
+        def embed(texts: list[str]) -> list[list[float]]:
+            return [[1.0, float(len(t) % 3)] for t in texts]
+
+        engine = CacheEngine(backend, embed=embed, threshold=0.9, clock=lambda: 0.0)
+        req = CacheRequest("What is 2 plus 2", model="m")
+        engine.store(req, {"answer": 4}, engine.lookup(req))
+        assert engine.lookup(req).value == {"answer": 4}
+        near = engine.lookup(CacheRequest("what is 2 plus 2?", model="m"))
+        assert near.hit and near.semantic and near.matched_key == req.exact_key()
+
+    def test_corrupt_entry_is_a_miss_and_an_error_event(self, backend: CacheBackend) -> None:
+        events = []
+        engine = CacheEngine(backend, on_event=events.append, clock=lambda: 0.0)
+        req = CacheRequest("q", model="m")
+        backend.put(Record(req.exact_key(), "{not json"), now=0.0)
+        lookup = engine.lookup(req)
+        assert not lookup.hit
+        assert [e.kind for e in events] == ["error"]
+        assert engine.stats()["errors"] == 1
+        engine.store(req, "fixed", lookup)  # and the entry heals on the next store
+        assert engine.lookup(req).value == "fixed"
