@@ -1,0 +1,242 @@
+"""Callback bookkeeping written once: every LangChain event routed to a few hooks.
+
+:class:`SafeHandler` implements LangChain's ``on_*`` methods once: each runs its hook
+under ``try`` so an internal failure is logged and counted in ``internal_errors`` and
+the user's chain carries on. Subclasses implement only the hooks they need
+(``_run_start``, ``_model_start``, ``_run_end``, ``_model_end``, ``_run_error``,
+``_token``, ``_custom``). ``run_inline = True`` makes LangChain's async callback
+manager call these cheap, non-blocking methods directly instead of via a thread pool.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+from uuid import UUID
+
+from langchain_core.callbacks import BaseCallbackHandler
+
+from oscar_langchain.errors import ConfigurationError
+
+__all__ = ["SafeHandler"]
+
+logger = logging.getLogger("oscar_langchain.callbacks")
+
+
+class SafeHandler(BaseCallbackHandler):
+    """Base of oscar's handlers: internal failures are logged and counted, never raised.
+
+    Args:
+        max_open_runs: the most runs tracked at once; past it the oldest open run is
+            forgotten (a run whose end never came must not leak memory).
+    """
+
+    raise_error: bool = False
+    run_inline: bool = True
+
+    def __init__(self, *, max_open_runs: int = 100_000) -> None:
+        if max_open_runs < 1:
+            raise ConfigurationError("max_open_runs", "must be at least 1")
+        self.max_open_runs = max_open_runs
+        self.internal_errors = 0
+        self._errors_lock = threading.Lock()
+
+    # -- hooks for subclasses ---------------------------------------------------------
+    def _run_start(
+        self,
+        run_type: str,
+        run_id: UUID,
+        parent_run_id: UUID | None,
+        serialized: Mapping[str, Any] | None,
+        inputs: Any,
+        kwargs: dict[str, Any],
+    ) -> None:
+        """A chain, tool or retriever run started (``run_type`` says which)."""
+
+    def _model_start(
+        self,
+        chat: bool,
+        run_id: UUID,
+        parent_run_id: UUID | None,
+        serialized: Mapping[str, Any] | None,
+        prompts: Any,
+        kwargs: dict[str, Any],
+    ) -> None:
+        """A chat model (``chat``) or LLM run started."""
+
+    def _run_end(self, run_id: UUID, outputs: Any) -> None:
+        """A chain, tool or retriever run ended."""
+
+    def _model_end(self, run_id: UUID, response: Any) -> None:
+        """A model run ended with ``response`` (an ``LLMResult``)."""
+
+    def _run_error(self, run_id: UUID, error: BaseException) -> None:
+        """Any run failed."""
+
+    def _token(self, run_id: UUID) -> None:
+        """A model run streamed a token."""
+
+    def _custom(self, name: str, data: Any, run_id: UUID) -> None:
+        """A custom event was dispatched from inside run ``run_id``."""
+
+    # -- plumbing ---------------------------------------------------------------------
+    def _failed(self, where: str, exc: Exception) -> None:
+        with self._errors_lock:
+            self.internal_errors += 1
+        logger.warning("%s.%s failed: %r", type(self).__name__, where, exc, exc_info=exc)
+
+    def _evict(self, runs: dict[UUID, Any]) -> None:
+        """Forget the oldest open runs until ``runs`` is within ``max_open_runs``."""
+        while len(runs) > self.max_open_runs:
+            try:
+                runs.pop(next(iter(runs)))
+            except (StopIteration, KeyError, RuntimeError):  # raced with another thread
+                return
+
+    # -- LangChain's interface ------------------------------------------------------------
+    def on_chain_start(
+        self,
+        serialized: dict[str, Any] | None,
+        inputs: Any,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Route a chain start."""
+        try:
+            self._run_start("chain", run_id, parent_run_id, serialized, inputs, kwargs)
+        except Exception as exc:  # noqa: BLE001 - never break the user's chain
+            self._failed("on_chain_start", exc)
+
+    def on_tool_start(
+        self,
+        serialized: dict[str, Any] | None,
+        input_str: str,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Route a tool start."""
+        try:
+            self._run_start("tool", run_id, parent_run_id, serialized, input_str, kwargs)
+        except Exception as exc:  # noqa: BLE001 - never break the user's chain
+            self._failed("on_tool_start", exc)
+
+    def on_retriever_start(
+        self,
+        serialized: dict[str, Any] | None,
+        query: str,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Route a retriever start."""
+        try:
+            self._run_start("retriever", run_id, parent_run_id, serialized, query, kwargs)
+        except Exception as exc:  # noqa: BLE001 - never break the user's chain
+            self._failed("on_retriever_start", exc)
+
+    def on_chat_model_start(
+        self,
+        serialized: dict[str, Any],
+        messages: list[list[Any]],
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Route a chat model start."""
+        try:
+            self._model_start(True, run_id, parent_run_id, serialized, messages, kwargs)
+        except Exception as exc:  # noqa: BLE001 - never break the user's chain
+            self._failed("on_chat_model_start", exc)
+
+    def on_llm_start(
+        self,
+        serialized: dict[str, Any],
+        prompts: list[str],
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Route an LLM start."""
+        try:
+            self._model_start(False, run_id, parent_run_id, serialized, prompts, kwargs)
+        except Exception as exc:  # noqa: BLE001 - never break the user's chain
+            self._failed("on_llm_start", exc)
+
+    def on_llm_new_token(self, token: str, *, run_id: UUID, **kwargs: Any) -> None:
+        """Route a streamed token."""
+        try:
+            self._token(run_id)
+        except Exception as exc:  # noqa: BLE001 - never break the user's chain
+            self._failed("on_llm_new_token", exc)
+
+    def on_llm_end(self, response: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        """Route a model end."""
+        try:
+            self._model_end(run_id, response)
+        except Exception as exc:  # noqa: BLE001 - never break the user's chain
+            self._failed("on_llm_end", exc)
+
+    def on_chain_end(self, outputs: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        """Route a chain end."""
+        try:
+            self._run_end(run_id, outputs)
+        except Exception as exc:  # noqa: BLE001 - never break the user's chain
+            self._failed("on_chain_end", exc)
+
+    def on_tool_end(self, output: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        """Route a tool end."""
+        try:
+            self._run_end(run_id, output)
+        except Exception as exc:  # noqa: BLE001 - never break the user's chain
+            self._failed("on_tool_end", exc)
+
+    def on_retriever_end(self, documents: Sequence[Any], *, run_id: UUID, **kwargs: Any) -> None:
+        """Route a retriever end."""
+        try:
+            self._run_end(run_id, documents)
+        except Exception as exc:  # noqa: BLE001 - never break the user's chain
+            self._failed("on_retriever_end", exc)
+
+    def on_chain_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        """Route a chain error."""
+        try:
+            self._run_error(run_id, error)
+        except Exception as exc:  # noqa: BLE001 - never break the user's chain
+            self._failed("on_chain_error", exc)
+
+    def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        """Route a model error."""
+        try:
+            self._run_error(run_id, error)
+        except Exception as exc:  # noqa: BLE001 - never break the user's chain
+            self._failed("on_llm_error", exc)
+
+    def on_tool_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        """Route a tool error."""
+        try:
+            self._run_error(run_id, error)
+        except Exception as exc:  # noqa: BLE001 - never break the user's chain
+            self._failed("on_tool_error", exc)
+
+    def on_retriever_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        """Route a retriever error."""
+        try:
+            self._run_error(run_id, error)
+        except Exception as exc:  # noqa: BLE001 - never break the user's chain
+            self._failed("on_retriever_error", exc)
+
+    def on_custom_event(self, name: str, data: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        """Route a custom event (oscar's run annotations among them)."""
+        try:
+            self._custom(name, data, run_id)
+        except Exception as exc:  # noqa: BLE001 - never break the user's chain
+            self._failed("on_custom_event", exc)
