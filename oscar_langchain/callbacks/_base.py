@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
 
+from oscar_langchain.callbacks._runs import ModelRequest, run_name
 from oscar_langchain.errors import ConfigurationError
 
 __all__ = ["SafeHandler"]
@@ -45,26 +46,14 @@ class SafeHandler(BaseCallbackHandler):
 
     # -- hooks for subclasses ---------------------------------------------------------
     def _run_start(
-        self,
-        run_type: str,
-        run_id: UUID,
-        parent_run_id: UUID | None,
-        serialized: Mapping[str, Any] | None,
-        inputs: Any,
-        kwargs: dict[str, Any],
+        self, run_type: str, run_id: UUID, parent_run_id: UUID | None, name: str, inputs: Any
     ) -> None:
-        """A chain, tool or retriever run started (``run_type`` says which)."""
+        """A chain, tool or retriever run named ``name`` started (``run_type`` says which)."""
 
     def _model_start(
-        self,
-        chat: bool,
-        run_id: UUID,
-        parent_run_id: UUID | None,
-        serialized: Mapping[str, Any] | None,
-        prompts: Any,
-        kwargs: dict[str, Any],
+        self, run_id: UUID, parent_run_id: UUID | None, name: str, request: ModelRequest
     ) -> None:
-        """A chat model (``chat``) or LLM run started."""
+        """A chat model or LLM run started."""
 
     def _run_end(self, run_id: UUID, outputs: Any) -> None:
         """A chain, tool or retriever run ended."""
@@ -107,7 +96,8 @@ class SafeHandler(BaseCallbackHandler):
     ) -> None:
         """Route a chain start."""
         try:
-            self._run_start("chain", run_id, parent_run_id, serialized, inputs, kwargs)
+            name = kwargs.get("name") or run_name(serialized, kwargs)
+            self._run_start("chain", run_id, parent_run_id, name, inputs)
         except Exception as exc:  # noqa: BLE001 - never break the user's chain
             self._failed("on_chain_start", exc)
 
@@ -122,7 +112,8 @@ class SafeHandler(BaseCallbackHandler):
     ) -> None:
         """Route a tool start."""
         try:
-            self._run_start("tool", run_id, parent_run_id, serialized, input_str, kwargs)
+            name = kwargs.get("name") or run_name(serialized, kwargs)
+            self._run_start("tool", run_id, parent_run_id, name, input_str)
         except Exception as exc:  # noqa: BLE001 - never break the user's chain
             self._failed("on_tool_start", exc)
 
@@ -137,7 +128,8 @@ class SafeHandler(BaseCallbackHandler):
     ) -> None:
         """Route a retriever start."""
         try:
-            self._run_start("retriever", run_id, parent_run_id, serialized, query, kwargs)
+            name = kwargs.get("name") or run_name(serialized, kwargs)
+            self._run_start("retriever", run_id, parent_run_id, name, query)
         except Exception as exc:  # noqa: BLE001 - never break the user's chain
             self._failed("on_retriever_start", exc)
 
@@ -152,7 +144,8 @@ class SafeHandler(BaseCallbackHandler):
     ) -> None:
         """Route a chat model start."""
         try:
-            self._model_start(True, run_id, parent_run_id, serialized, messages, kwargs)
+            request = ModelRequest(True, messages, kwargs)
+            self._model_start(run_id, parent_run_id, run_name(serialized, kwargs), request)
         except Exception as exc:  # noqa: BLE001 - never break the user's chain
             self._failed("on_chat_model_start", exc)
 
@@ -167,11 +160,21 @@ class SafeHandler(BaseCallbackHandler):
     ) -> None:
         """Route an LLM start."""
         try:
-            self._model_start(False, run_id, parent_run_id, serialized, prompts, kwargs)
+            request = ModelRequest(False, prompts, kwargs)
+            self._model_start(run_id, parent_run_id, run_name(serialized, kwargs), request)
         except Exception as exc:  # noqa: BLE001 - never break the user's chain
             self._failed("on_llm_start", exc)
 
-    def on_llm_new_token(self, token: str, *, run_id: UUID, **kwargs: Any) -> None:
+    def on_llm_new_token(
+        self,
+        token: Any,
+        *,
+        chunk: Any = None,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
         """Route a streamed token."""
         try:
             self._token(run_id)

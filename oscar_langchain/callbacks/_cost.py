@@ -29,7 +29,9 @@ def _estimator() -> Callable[..., float] | None:
     if not _loaded:
         _loaded = True
         try:
-            from oscar_langchain.models import estimate_cost
+            from oscar_langchain.models import (  # type: ignore[import-not-found,unused-ignore]
+                estimate_cost,
+            )
         except ImportError:  # the registry is not in this build
             logger.debug("oscar_langchain.models not available; costs are recorded as None")
         else:
@@ -37,7 +39,9 @@ def _estimator() -> Callable[..., float] | None:
     return _estimate
 
 
-def run_cost(model: str | None, input_tokens: int | None, output_tokens: int | None) -> float | None:
+def run_cost(
+    model: str | None, input_tokens: int | None, output_tokens: int | None
+) -> float | None:
     """USD cost of a run of ``model``; ``None`` if the model or the token counts are unknown."""
     if model is None or (input_tokens is None and output_tokens is None) or model in _unknown:
         return None

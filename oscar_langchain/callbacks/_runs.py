@@ -17,6 +17,7 @@ from typing import Any
 
 __all__ = [
     "LLMUsage",
+    "ModelRequest",
     "attribute_value",
     "llm_usage",
     "model_request",
@@ -77,6 +78,31 @@ def request_params(
         float(temperature) if isinstance(temperature, (int, float)) else None,
         int(max_tokens) if isinstance(max_tokens, int) else None,
     )
+
+
+class ModelRequest:
+    """A model run's start: chat or completion, its prompts and LangChain's extra fields."""
+
+    __slots__ = ("chat", "kwargs", "prompts")
+
+    def __init__(self, chat: bool, prompts: Any, kwargs: Mapping[str, Any]) -> None:
+        self.chat = chat
+        self.prompts = prompts
+        self.kwargs = kwargs
+
+    @property
+    def metadata(self) -> Mapping[str, Any] | None:
+        """The run's metadata (LangChain puts ``ls_*`` model parameters there)."""
+        metadata: Mapping[str, Any] | None = self.kwargs.get("metadata")
+        return metadata
+
+    def model(self) -> tuple[str | None, str | None]:
+        """``(model, provider)`` asked for."""
+        return model_request(self.metadata, self.kwargs)
+
+    def params(self) -> tuple[float | None, int | None]:
+        """``(temperature, max_tokens)`` asked for."""
+        return request_params(self.metadata, self.kwargs)
 
 
 class LLMUsage:

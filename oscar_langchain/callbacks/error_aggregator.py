@@ -240,9 +240,7 @@ class ErrorAggregator:
                 window = self._windows[component] = _Window(self.thresholds)
         return window
 
-    def _health_step(
-        self, component: str, window: _Window, now: float
-    ) -> HealthChange | None:
+    def _health_step(self, component: str, window: _Window, now: float) -> HealthChange | None:
         calls, errors = window.totals(now)
         rate = errors / calls if calls else 0.0
         new = self.thresholds.classify(rate, calls)
@@ -361,7 +359,9 @@ class ErrorAggregator:
     def summary(self) -> str:
         """A readable summary: health per component, then the error groups."""
         health = self.health()
-        lines = ["health: " + (", ".join(f"{c}={h.value}" for c, h in sorted(health.items())) or "-")]
+        lines = [
+            "health: " + (", ".join(f"{c}={h.value}" for c, h in sorted(health.items())) or "-")
+        ]
         groups = self.groups()
         if not groups:
             lines.append("no errors")

@@ -21,12 +21,11 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 from uuid import UUID
 
 from oscar_langchain.callbacks._base import SafeHandler
-from oscar_langchain.callbacks._runs import model_request, run_name
+from oscar_langchain.callbacks._runs import ModelRequest
 from oscar_langchain.callbacks.error_aggregator import ErrorAggregator
 
 __all__ = ["ErrorCallbackHandler"]
@@ -55,36 +54,18 @@ class ErrorCallbackHandler(SafeHandler):
         return len(self._runs)
 
     def _run_start(
-        self,
-        run_type: str,
-        run_id: UUID,
-        parent_run_id: UUID | None,
-        serialized: Mapping[str, Any] | None,
-        inputs: Any,
-        kwargs: dict[str, Any],
+        self, run_type: str, run_id: UUID, parent_run_id: UUID | None, name: str, inputs: Any
     ) -> None:
         runs = self._runs
-        runs[run_id] = [
-            kwargs.get("name") or run_name(serialized, kwargs),
-            None,
-            parent_run_id,
-            None,
-        ]
+        runs[run_id] = [name, None, parent_run_id, None]
         if len(runs) > self.max_open_runs:
             self._evict(runs)
 
     def _model_start(
-        self,
-        chat: bool,
-        run_id: UUID,
-        parent_run_id: UUID | None,
-        serialized: Mapping[str, Any] | None,
-        prompts: Any,
-        kwargs: dict[str, Any],
+        self, run_id: UUID, parent_run_id: UUID | None, name: str, request: ModelRequest
     ) -> None:
-        model, _ = model_request(kwargs.get("metadata"), kwargs)
         runs = self._runs
-        runs[run_id] = [run_name(serialized, kwargs), model, parent_run_id, None]
+        runs[run_id] = [name, request.model()[0], parent_run_id, None]
         if len(runs) > self.max_open_runs:
             self._evict(runs)
 
@@ -93,7 +74,8 @@ class ErrorCallbackHandler(SafeHandler):
         if run is not None:
             self.aggregator.record_success(run[_NAME])
 
-    _model_end = _run_end
+    def _model_end(self, run_id: UUID, response: Any) -> None:
+        self._run_end(run_id, response)
 
     def _run_error(self, run_id: UUID, error: BaseException) -> None:
         run = self._runs.pop(run_id, None)

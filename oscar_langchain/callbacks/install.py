@@ -37,9 +37,7 @@ __all__ = ["OscarCallbacks", "oscar_callbacks"]
 
 # One slot per handler kind; LangChain's configure step adds whatever they hold to every run.
 _TRACER_VAR: ContextVar[OscarTracer | None] = ContextVar("oscar_tracer", default=None)
-_STATS_VAR: ContextVar[PerformanceCallbackHandler | None] = ContextVar(
-    "oscar_stats", default=None
-)
+_STATS_VAR: ContextVar[PerformanceCallbackHandler | None] = ContextVar("oscar_stats", default=None)
 _ERRORS_VAR: ContextVar[ErrorCallbackHandler | None] = ContextVar("oscar_errors", default=None)
 for _var in (_TRACER_VAR, _STATS_VAR, _ERRORS_VAR):
     register_configure_hook(_var, inheritable=True)

@@ -75,6 +75,10 @@ class StatsSnapshot:
         }
 
 
+Sample = tuple[float, bool, "float | None", int, int, "float | None"]
+"""(duration, error, ttft, input_tokens, output_tokens, cost) of one run."""
+
+
 class _Series:
     __slots__ = (
         "accuracy",
@@ -101,16 +105,8 @@ class _Series:
         self.first = start
         self.last = start
 
-    def add(
-        self,
-        duration: float,
-        now: float,
-        error: bool,
-        ttft: float | None,
-        input_tokens: int,
-        output_tokens: int,
-        cost: float | None,
-    ) -> None:
+    def add(self, now: float, sample: Sample) -> None:
+        duration, error, ttft, input_tokens, output_tokens, cost = sample
         self.latency.add(duration)
         if error:
             self.errors += 1
@@ -199,14 +195,11 @@ class PerformanceStats:
     ) -> None:
         """Record one finished run of ``name`` that took ``duration`` seconds."""
         now = self.clock()
+        sample: Sample = (duration, error, ttft, input_tokens, output_tokens, cost)
         with self._lock:
-            self._series(self._components, name, now).add(
-                duration, now, error, ttft, input_tokens, output_tokens, cost
-            )
+            self._series(self._components, name, now).add(now, sample)
             if model is not None:
-                self._series(self._models, model, now).add(
-                    duration, now, error, ttft, input_tokens, output_tokens, cost
-                )
+                self._series(self._models, model, now).add(now, sample)
 
     @property
     def series_count(self) -> int:

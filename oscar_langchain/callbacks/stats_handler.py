@@ -17,13 +17,12 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 from uuid import UUID
 
 from oscar_langchain.callbacks._base import SafeHandler
 from oscar_langchain.callbacks._cost import run_cost
-from oscar_langchain.callbacks._runs import llm_usage, model_request, run_name
+from oscar_langchain.callbacks._runs import ModelRequest, llm_usage
 from oscar_langchain.callbacks.stats import PerformanceStats, default_stats
 
 __all__ = ["PerformanceCallbackHandler"]
@@ -54,31 +53,18 @@ class PerformanceCallbackHandler(SafeHandler):
         return len(self._runs)
 
     def _run_start(
-        self,
-        run_type: str,
-        run_id: UUID,
-        parent_run_id: UUID | None,
-        serialized: Mapping[str, Any] | None,
-        inputs: Any,
-        kwargs: dict[str, Any],
+        self, run_type: str, run_id: UUID, parent_run_id: UUID | None, name: str, inputs: Any
     ) -> None:
         runs = self._runs
-        runs[run_id] = [self._clock(), kwargs.get("name") or run_name(serialized, kwargs), None, None]
+        runs[run_id] = [self._clock(), name, None, None]
         if len(runs) > self.max_open_runs:
             self._evict(runs)
 
     def _model_start(
-        self,
-        chat: bool,
-        run_id: UUID,
-        parent_run_id: UUID | None,
-        serialized: Mapping[str, Any] | None,
-        prompts: Any,
-        kwargs: dict[str, Any],
+        self, run_id: UUID, parent_run_id: UUID | None, name: str, request: ModelRequest
     ) -> None:
-        model, _ = model_request(kwargs.get("metadata"), kwargs)
         runs = self._runs
-        runs[run_id] = [self._clock(), run_name(serialized, kwargs), model, None]
+        runs[run_id] = [self._clock(), name, request.model()[0], None]
         if len(runs) > self.max_open_runs:
             self._evict(runs)
 

@@ -45,13 +45,7 @@ from oscar_langchain._runnable import ANNOTATION_EVENT
 from oscar_langchain.callbacks import _genai as ga
 from oscar_langchain.callbacks._base import SafeHandler
 from oscar_langchain.callbacks._redact import redact, truncate
-from oscar_langchain.callbacks._runs import (
-    AttributeValue,
-    llm_usage,
-    model_request,
-    request_params,
-    run_name,
-)
+from oscar_langchain.callbacks._runs import AttributeValue, ModelRequest, llm_usage
 from oscar_langchain.errors import ConfigurationError
 
 __all__ = ["OscarTracer"]
@@ -130,15 +124,8 @@ class OscarTracer(SafeHandler):
                 oldest.span.end()
 
     def _run_start(
-        self,
-        run_type: str,
-        run_id: UUID,
-        parent_run_id: UUID | None,
-        serialized: Mapping[str, Any] | None,
-        inputs: Any,
-        kwargs: dict[str, Any],
+        self, run_type: str, run_id: UUID, parent_run_id: UUID | None, name: str, inputs: Any
     ) -> None:
-        name = kwargs.get("name") or run_name(serialized, kwargs)
         attributes: dict[str, AttributeValue] = {ga.RUN_TYPE: run_type}
         if run_type == "tool":
             attributes[ga.OPERATION] = "execute_tool"
@@ -151,17 +138,10 @@ class OscarTracer(SafeHandler):
         self._open(run_id, _Run(span))
 
     def _model_start(
-        self,
-        chat: bool,
-        run_id: UUID,
-        parent_run_id: UUID | None,
-        serialized: Mapping[str, Any] | None,
-        prompts: Any,
-        kwargs: dict[str, Any],
+        self, run_id: UUID, parent_run_id: UUID | None, name: str, request: ModelRequest
     ) -> None:
-        metadata = kwargs.get("metadata")
-        model, provider = model_request(metadata, kwargs)
-        operation = "chat" if chat else "text_completion"
+        model, provider = request.model()
+        operation = "chat" if request.chat else "text_completion"
         metric_attrs: dict[str, AttributeValue] = {ga.OPERATION: operation}
         if provider:
             metric_attrs[ga.PROVIDER] = provider
@@ -169,14 +149,14 @@ class OscarTracer(SafeHandler):
         if model:
             metric_attrs[ga.REQUEST_MODEL] = model
         attributes = {**metric_attrs, ga.RUN_TYPE: "llm"}
-        temperature, max_tokens = request_params(metadata, kwargs)
+        temperature, max_tokens = request.params()
         if temperature is not None:
             attributes[ga.REQUEST_TEMPERATURE] = temperature
         if max_tokens is not None:
             attributes[ga.REQUEST_MAX_TOKENS] = max_tokens
         if self.capture_content:
             attributes[ga.INPUT_MESSAGES] = ga.content_text(
-                ga.message_dicts(prompts), self.max_content_chars
+                ga.message_dicts(request.prompts), self.max_content_chars
             )
         span = self._tracer.start_span(
             f"{operation} {model}" if model else operation,
