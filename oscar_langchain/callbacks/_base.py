@@ -17,13 +17,32 @@ from typing import Any
 from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.callbacks.base import BaseCallbackManager
+from langchain_core.runnables.config import var_child_runnable_config
 
 from oscar_langchain.callbacks._runs import ModelRequest, run_name
 from oscar_langchain.errors import ConfigurationError
 
-__all__ = ["SafeHandler"]
+__all__ = ["SafeHandler", "ambient_parent"]
 
 logger = logging.getLogger("oscar_langchain.callbacks")
+
+
+def ambient_parent() -> UUID | None:
+    """The run whose child config is active in this context, if any.
+
+    LangChain reports some runs without a parent although they run inside another
+    run: ``RunnableWithFallbacks.invoke`` (langchain-core 1.x) activates the child
+    config but passes the parent's config to the fallbacks, which then start as roots.
+    The active child config still names the run they belong to.
+    """
+    config = var_child_runnable_config.get()
+    if config is None:
+        return None
+    callbacks = config.get("callbacks")
+    if isinstance(callbacks, BaseCallbackManager):
+        return callbacks.parent_run_id
+    return None
 
 
 class SafeHandler(BaseCallbackHandler):
@@ -36,6 +55,9 @@ class SafeHandler(BaseCallbackHandler):
 
     raise_error: bool = False
     run_inline: bool = True
+    repair_parents: bool = True
+    """Nest runs LangChain reports without a parent under the active run (see
+    :func:`ambient_parent`)."""
 
     def __init__(self, *, max_open_runs: int = 100_000) -> None:
         if max_open_runs < 1:
@@ -97,6 +119,8 @@ class SafeHandler(BaseCallbackHandler):
         """Route a chain start."""
         try:
             name = kwargs.get("name") or run_name(serialized, kwargs)
+            if parent_run_id is None and self.repair_parents:
+                parent_run_id = ambient_parent()
             self._run_start("chain", run_id, parent_run_id, name, inputs)
         except Exception as exc:  # noqa: BLE001 - never break the user's chain
             self._failed("on_chain_start", exc)
@@ -113,6 +137,8 @@ class SafeHandler(BaseCallbackHandler):
         """Route a tool start."""
         try:
             name = kwargs.get("name") or run_name(serialized, kwargs)
+            if parent_run_id is None and self.repair_parents:
+                parent_run_id = ambient_parent()
             self._run_start("tool", run_id, parent_run_id, name, input_str)
         except Exception as exc:  # noqa: BLE001 - never break the user's chain
             self._failed("on_tool_start", exc)
@@ -129,6 +155,8 @@ class SafeHandler(BaseCallbackHandler):
         """Route a retriever start."""
         try:
             name = kwargs.get("name") or run_name(serialized, kwargs)
+            if parent_run_id is None and self.repair_parents:
+                parent_run_id = ambient_parent()
             self._run_start("retriever", run_id, parent_run_id, name, query)
         except Exception as exc:  # noqa: BLE001 - never break the user's chain
             self._failed("on_retriever_start", exc)
@@ -145,6 +173,8 @@ class SafeHandler(BaseCallbackHandler):
         """Route a chat model start."""
         try:
             request = ModelRequest(True, messages, kwargs)
+            if parent_run_id is None and self.repair_parents:
+                parent_run_id = ambient_parent()
             self._model_start(run_id, parent_run_id, run_name(serialized, kwargs), request)
         except Exception as exc:  # noqa: BLE001 - never break the user's chain
             self._failed("on_chat_model_start", exc)
@@ -161,6 +191,8 @@ class SafeHandler(BaseCallbackHandler):
         """Route an LLM start."""
         try:
             request = ModelRequest(False, prompts, kwargs)
+            if parent_run_id is None and self.repair_parents:
+                parent_run_id = ambient_parent()
             self._model_start(run_id, parent_run_id, run_name(serialized, kwargs), request)
         except Exception as exc:  # noqa: BLE001 - never break the user's chain
             self._failed("on_llm_start", exc)

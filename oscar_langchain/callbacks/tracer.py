@@ -126,11 +126,15 @@ class OscarTracer(SafeHandler):
     def _run_start(
         self, run_type: str, run_id: UUID, parent_run_id: UUID | None, name: str, inputs: Any
     ) -> None:
-        attributes: dict[str, AttributeValue] = {ga.RUN_TYPE: run_type}
-        if run_type == "tool":
-            attributes[ga.OPERATION] = "execute_tool"
-            attributes[ga.TOOL_NAME] = name
+        # Chains, the bulk of runs, carry no attribute: an empty start is the SDK's fast path.
+        attributes: dict[str, AttributeValue] | None = None
+        if run_type != "chain":
+            attributes = {ga.RUN_TYPE: run_type}
+            if run_type == "tool":
+                attributes[ga.OPERATION] = "execute_tool"
+                attributes[ga.TOOL_NAME] = name
         if self.capture_content:
+            attributes = attributes or {}
             attributes[ga.INPUT] = ga.content_text(inputs, self.max_content_chars)
         span = self._tracer.start_span(
             name, context=self._parent(parent_run_id), attributes=attributes
