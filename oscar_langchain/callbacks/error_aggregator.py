@@ -233,7 +233,7 @@ class ErrorAggregator:
     def _window(self, component: str) -> _Window:
         window = self._windows.get(component)
         if window is None:
-            if len(self._windows) >= self._max_components:
+            if len(self._windows) >= self._max_components - 1:
                 component = OTHER
                 window = self._windows.get(OTHER)
             if window is None:
@@ -287,7 +287,7 @@ class ErrorAggregator:
         with self._lock:
             key: GroupKey = (component, error_type, model, kind)
             group = self._groups.get(key)
-            if group is None and len(self._groups) >= self._max_groups:
+            if group is None and len(self._groups) >= self._max_groups - 1:
                 key = (OTHER, OTHER, None, OTHER)
                 group = self._groups.get(key)
             created = group is None

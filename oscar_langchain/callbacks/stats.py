@@ -174,7 +174,7 @@ class PerformanceStats:
     def _series(self, table: dict[str, _Series], name: str, now: float) -> _Series:
         series = table.get(name)
         if series is None:
-            if len(table) >= self._max_series:
+            if len(table) >= self._max_series - 1:
                 name = OTHER
                 series = table.get(OTHER)
             if series is None:
