@@ -230,7 +230,7 @@ class ErrorAggregator:
                 logger.exception("error aggregator listener %r failed", listener)
 
     # -- recording ----------------------------------------------------------------------
-    def _window(self, component: str) -> _Window:
+    def _window(self, component: str) -> tuple[str, _Window]:
         window = self._windows.get(component)
         if window is None:
             if len(self._windows) >= self._max_components - 1:
@@ -238,7 +238,7 @@ class ErrorAggregator:
                 window = self._windows.get(OTHER)
             if window is None:
                 window = self._windows[component] = _Window(self.thresholds)
-        return window
+        return component, window
 
     def _health_step(self, component: str, window: _Window, now: float) -> HealthChange | None:
         calls, errors = window.totals(now)
@@ -254,7 +254,7 @@ class ErrorAggregator:
         """Count one successful call of ``component`` (for its error rate and health)."""
         now = self.clock()
         with self._lock:
-            window = self._window(component)
+            component, window = self._window(component)
             window.add(now, False)
             if window.health is Health.HEALTHY:  # a success cannot make it worse
                 return
@@ -300,7 +300,7 @@ class ErrorAggregator:
                 group.samples.append(sample)
             if created:
                 new_group = self._freeze(key, group)
-            window = self._window(component)
+            component, window = self._window(component)
             window.add(now, True)
             change = self._health_step(component, window, now)
         if new_group is not None:
