@@ -154,7 +154,9 @@ def report(title: str, samples: dict[str, list[float]]) -> dict[str, float]:
     medians = {name: statistics.median(v) * 1e6 for name, v in samples.items()}
     base = medians["no callbacks"]
     oi_over = (medians["openinference tracer"] - base) / RUNS_PER_CALL
-    print(f"\n{title}: median per call (µs) and added per traced run (µs, {RUNS_PER_CALL} runs/call)")
+    print(
+        f"\n{title}: median per call (µs) and added per traced run (µs, {RUNS_PER_CALL} runs/call)"
+    )
     print(f"{'configuration':<22} {'per call':>10} {'added/run':>10} {'vs OpenInference':>17}")
     result = {}
     for name, med in medians.items():

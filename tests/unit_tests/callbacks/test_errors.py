@@ -95,7 +95,9 @@ def test_sliding_window_rate_and_health() -> None:
     assert agg.error_rate("unknown") == 0.0
 
 
-def test_listeners_for_new_groups_and_failing_listener_is_contained(caplog: pytest.LogCaptureFixture) -> None:
+def test_listeners_for_new_groups_and_failing_listener_is_contained(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     agg = ErrorAggregator()
     seen: list[ErrorGroup] = []
 

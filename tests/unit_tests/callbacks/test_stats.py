@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Callable
-from typing import Any
 from uuid import uuid4
 
 import pytest
@@ -15,11 +14,11 @@ from oscar_langchain.callbacks import (
     ErrorAggregator,
     PerformanceCallbackHandler,
     PerformanceStats,
+    _cost,
     default_stats,
     trace_block,
     trace_performance,
 )
-from oscar_langchain.callbacks import _cost
 from oscar_langchain.callbacks._sketch import QuantileSketch
 from oscar_langchain.errors import ConfigurationError, UnknownModelError
 from tests.unit_tests.callbacks.fakes import FakeChat
@@ -233,5 +232,3 @@ def test_stats_thread_safe_under_sync_batch() -> None:
     runnable = RunnableLambda(lambda x: x).with_config(run_name="id")
     runnable.batch(list(range(400)), {"callbacks": [handler], "max_concurrency": 8})
     assert stats.snapshot().components["id"].count == 400
-
-

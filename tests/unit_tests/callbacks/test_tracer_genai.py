@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
@@ -101,10 +102,8 @@ def test_content_opt_in_is_redacted_and_secrets_never_recorded() -> None:
 def test_model_error_is_recorded_redacted() -> None:
     provider, exporter = otel()
     model = FakeChat(fail=PermissionError(f"invalid api_key={SECRET}"))
-    try:
+    with contextlib.suppress(PermissionError):
         model.invoke("hi", {"callbacks": [OscarTracer(provider)]})
-    except PermissionError:
-        pass
     span = only(exporter.get_finished_spans(), "chat gpt-4o-mini")
     assert span.status.status_code is StatusCode.ERROR
     assert span.attributes is not None and span.attributes["error.type"] == "PermissionError"
@@ -118,10 +117,8 @@ def test_metrics_on_meter_provider() -> None:
     meters = MeterProvider(metric_readers=[reader])
     tracer = OscarTracer(provider, meters)
     FakeChat().invoke("hi", {"callbacks": [tracer]})
-    try:
+    with contextlib.suppress(TimeoutError):
         FakeChat(fail=TimeoutError("slow")).invoke("hi", {"callbacks": [tracer]})
-    except TimeoutError:
-        pass
     data = reader.get_metrics_data()
     assert data is not None
     metrics = {
@@ -144,7 +141,9 @@ def test_metrics_on_meter_provider() -> None:
 class Router(OscarRunnable[int, int]):
     """A shell that annotates its run like oscar's components do."""
 
-    def _invoke(self, input: int, run_manager: CallbackManagerForChainRun, config: RunnableConfig) -> int:
+    def _invoke(
+        self, input: int, run_manager: CallbackManagerForChainRun, config: RunnableConfig
+    ) -> int:
         annotate_run(
             run_manager,
             {"oscar.route": "fast", "oscar.cache.hit": True, "api_key": SECRET, "n": [1, 2]},
