@@ -4,6 +4,7 @@ Add the handlers to ``config["callbacks"]`` (or install them for a block with
 ``oscar_callbacks().installed()``) and every LangChain run is observed.
 """
 
+from oscar_langchain.callbacks.combined import CombinedHandler
 from oscar_langchain.callbacks.error_aggregator import (
     ErrorAggregator,
     ErrorGroup,
@@ -24,6 +25,7 @@ from oscar_langchain.callbacks.timing import TraceBlock, trace_block, trace_perf
 from oscar_langchain.callbacks.tracer import OscarTracer
 
 __all__ = [
+    "CombinedHandler",
     "ErrorAggregator",
     "ErrorCallbackHandler",
     "ErrorGroup",

@@ -1,5 +1,10 @@
 """One call to install the tracer, the performance stats and the error aggregation.
 
+:func:`oscar_callbacks` builds the three handlers and drives them through one
+:class:`~oscar_langchain.callbacks.combined.CombinedHandler`, so LangChain dispatches
+each event once. Pass ``cb.handlers`` in ``config["callbacks"]``, or observe every run
+in a block with ``with cb.installed():``.
+
 Example:
     >>> from langchain_core.runnables import RunnableLambda
     >>> from opentelemetry.sdk.trace import TracerProvider
@@ -27,6 +32,7 @@ from langchain_core.tracers.context import register_configure_hook
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import TracerProvider
 
+from oscar_langchain.callbacks.combined import CombinedHandler
 from oscar_langchain.callbacks.error_aggregator import ErrorAggregator, HealthThresholds
 from oscar_langchain.callbacks.errors_handler import ErrorCallbackHandler
 from oscar_langchain.callbacks.stats import PerformanceStats, default_stats
@@ -35,12 +41,9 @@ from oscar_langchain.callbacks.tracer import OscarTracer
 
 __all__ = ["OscarCallbacks", "oscar_callbacks"]
 
-# One slot per handler kind; LangChain's configure step adds whatever they hold to every run.
-_TRACER_VAR: ContextVar[OscarTracer | None] = ContextVar("oscar_tracer", default=None)
-_STATS_VAR: ContextVar[PerformanceCallbackHandler | None] = ContextVar("oscar_stats", default=None)
-_ERRORS_VAR: ContextVar[ErrorCallbackHandler | None] = ContextVar("oscar_errors", default=None)
-for _var in (_TRACER_VAR, _STATS_VAR, _ERRORS_VAR):
-    register_configure_hook(_var, inheritable=True)
+# LangChain's configure step adds the handler this holds to every run in the context.
+_INSTALLED: ContextVar[CombinedHandler | None] = ContextVar("oscar_callbacks", default=None)
+register_configure_hook(_INSTALLED, inheritable=True)
 
 
 @dataclass(frozen=True)
@@ -50,11 +53,18 @@ class OscarCallbacks:
     tracer: OscarTracer
     performance: PerformanceCallbackHandler
     errors_handler: ErrorCallbackHandler
+    handler: CombinedHandler
+    """One handler driving the three (what :attr:`handlers` holds)."""
 
     @property
     def handlers(self) -> list[BaseCallbackHandler]:
-        """The handlers, for ``config={"callbacks": cb.handlers}``."""
-        return [self.tracer, self.performance, self.errors_handler]
+        """For ``config={"callbacks": cb.handlers}``: the combined handler."""
+        return [self.handler]
+
+    @property
+    def internal_errors(self) -> int:
+        """Internal failures of the three handlers (logged, never raised)."""
+        return sum(h.internal_errors for h in (self.tracer, self.performance, self.errors_handler))
 
     @property
     def stats(self) -> PerformanceStats:
@@ -69,17 +79,11 @@ class OscarCallbacks:
     @contextmanager
     def installed(self) -> Iterator[OscarCallbacks]:
         """Within the block, every LangChain run (in this context) is observed."""
-        tokens = (
-            _TRACER_VAR.set(self.tracer),
-            _STATS_VAR.set(self.performance),
-            _ERRORS_VAR.set(self.errors_handler),
-        )
+        token = _INSTALLED.set(self.handler)
         try:
             yield self
         finally:
-            _ERRORS_VAR.reset(tokens[2])
-            _STATS_VAR.reset(tokens[1])
-            _TRACER_VAR.reset(tokens[0])
+            _INSTALLED.reset(token)
 
 
 def oscar_callbacks(
@@ -101,10 +105,11 @@ def oscar_callbacks(
         thresholds: health thresholds for a new aggregator (ignored with ``aggregator``).
         aggregator: an existing error aggregator to feed.
     """
+    tracer = OscarTracer(tracer_provider, meter_provider, capture_content=capture_content)
+    performance = PerformanceCallbackHandler(stats if stats is not None else default_stats())
+    errors = ErrorCallbackHandler(
+        aggregator if aggregator is not None else ErrorAggregator(thresholds)
+    )
     return OscarCallbacks(
-        tracer=OscarTracer(tracer_provider, meter_provider, capture_content=capture_content),
-        performance=PerformanceCallbackHandler(stats if stats is not None else default_stats()),
-        errors_handler=ErrorCallbackHandler(
-            aggregator if aggregator is not None else ErrorAggregator(thresholds)
-        ),
+        tracer, performance, errors, CombinedHandler([tracer, performance, errors])
     )
