@@ -1,13 +1,18 @@
 """Per-run overhead of oscar's callback handlers vs OpenInference's LangChain tracer.
 
 A 3-step LCEL chain of lambdas (4 LangChain runs per call: the sequence and its three
-steps) is invoked with no callbacks, with each of oscar's handlers, with all three,
-and with openinference-instrumentation-langchain's ``OpenInferenceTracer``. Both
-tracers export to the same kind of OpenTelemetry SDK ``TracerProvider`` (a simple span
-processor with an exporter that drops spans), so the difference is the handler.
-Configurations are interleaved round by round so machine noise hits all of them alike.
+steps) is invoked with no callbacks, with a no-op handler (LangChain's own cost of
+having any handler), with each of oscar's handlers, with all three (as three handlers
+and as the one combined handler ``oscar_callbacks()`` installs), and with
+openinference-instrumentation-langchain's ``OpenInferenceTracer``. Both tracers export
+to the same kind of OpenTelemetry SDK ``TracerProvider`` (a simple span processor with
+an exporter that drops spans), so the difference is the handler. Configurations are
+interleaved round by round so machine noise hits all of them alike, and each call is
+timed both on the wall clock and in thread CPU time (robust to other processes on a
+shared machine). A last table runs a prompt | chat model | parser pipeline with an
+instant fake model: the worst case for the relative overhead of all three handlers.
 
-Run: python benchmarks/bench_callbacks.py [--calls 300] [--rounds 7]
+Run: python benchmarks/bench_callbacks.py [--calls 25] [--rounds 60]
 """
 
 from __future__ import annotations
@@ -15,16 +20,24 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import random
 import statistics
 import sys
 import time
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.language_models.fake_chat_models import FakeListChatModel
+from langchain_core.output_parsers import StrOutputParser
+from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import RunnableLambda
+from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 
@@ -34,9 +47,11 @@ from oscar_langchain.callbacks import (
     OscarTracer,
     PerformanceCallbackHandler,
     PerformanceStats,
+    oscar_callbacks,
 )
 
 RUNS_PER_CALL = 4
+Clock = Callable[[], float]
 
 
 class DropExporter(SpanExporter):
@@ -50,11 +65,14 @@ class DropExporter(SpanExporter):
         return SpanExportResult.SUCCESS
 
 
-def provider() -> tuple[TracerProvider, DropExporter]:
-    exporter = DropExporter()
+class NoopHandler(BaseCallbackHandler):
+    run_inline = True
+
+
+def provider() -> TracerProvider:
     tp = TracerProvider()
-    tp.add_span_processor(SimpleSpanProcessor(exporter))
-    return tp, exporter
+    tp.add_span_processor(SimpleSpanProcessor(DropExporter()))
+    return tp
 
 
 def openinference_tracer(tp: TracerProvider) -> Any:
@@ -67,23 +85,21 @@ def openinference_tracer(tp: TracerProvider) -> Any:
 
 
 def build_configs() -> dict[str, list[Any]]:
-    tp_ours, _ = provider()
-    tp_oi, _ = provider()
-    tracer = OscarTracer(tp_ours)
-    stats = PerformanceCallbackHandler(PerformanceStats())
-    errors = ErrorCallbackHandler(ErrorAggregator())
-    tp_all, _ = provider()
+    three = [
+        OscarTracer(provider()),
+        PerformanceCallbackHandler(PerformanceStats()),
+        ErrorCallbackHandler(ErrorAggregator()),
+    ]
+    combined = oscar_callbacks(tracer_provider=provider(), stats=PerformanceStats())
     return {
         "no callbacks": [],
-        "oscar tracer": [tracer],
-        "oscar stats": [stats],
-        "oscar errors": [errors],
-        "oscar all three": [
-            OscarTracer(tp_all),
-            PerformanceCallbackHandler(PerformanceStats()),
-            ErrorCallbackHandler(ErrorAggregator()),
-        ],
-        "openinference tracer": [openinference_tracer(tp_oi)],
+        "no-op handler": [NoopHandler()],
+        "oscar tracer": [OscarTracer(provider())],
+        "oscar stats": [PerformanceCallbackHandler(PerformanceStats())],
+        "oscar errors": [ErrorCallbackHandler(ErrorAggregator())],
+        "oscar all three (3)": three,
+        "oscar_callbacks()": combined.handlers,
+        "openinference tracer": [openinference_tracer(provider())],
     }
 
 
@@ -112,71 +128,157 @@ def achain() -> Any:
     return RunnableLambda(_add) | RunnableLambda(_double) | RunnableLambda(_dec)
 
 
-def bench_sync(configs: dict[str, list[Any]], calls: int, rounds: int) -> dict[str, list[float]]:
-    c = chain()
-    samples: dict[str, list[float]] = {name: [] for name in configs}
-    perf = time.perf_counter
+Samples = dict[str, dict[str, list[float]]]
+
+
+def _new(configs: dict[str, list[Any]]) -> Samples:
+    return {"wall": {n: [] for n in configs}, "cpu": {n: [] for n in configs}}
+
+
+def bench_sync(
+    runnable: Any,
+    inputs: Callable[[int], Any],
+    configs: dict[str, list[Any]],
+    calls: int,
+    rounds: int,
+) -> Samples:
+    samples = _new(configs)
+    wall, cpu = time.perf_counter, time.thread_time
+    order = list(configs)
+    rng = random.Random(0)
     for _ in range(rounds):
-        for name, handlers in configs.items():
-            config = {"callbacks": handlers}
-            for i in range(20):  # warm-up
-                c.invoke(i, config)
-            out = samples[name]
+        rng.shuffle(order)
+        for name in order:
+            config = {"callbacks": configs[name]}
+            for i in range(3):  # warm-up
+                runnable.invoke(inputs(i), config)
+            w_out, c_out = samples["wall"][name], samples["cpu"][name]
             for i in range(calls):
-                t0 = perf()
-                c.invoke(i, config)
-                out.append(perf() - t0)
+                x = inputs(i)
+                c0, w0 = cpu(), wall()
+                runnable.invoke(x, config)
+                w1, c1 = wall(), cpu()
+                w_out.append(w1 - w0)
+                c_out.append(c1 - c0)
     return samples
 
 
-def bench_async(configs: dict[str, list[Any]], calls: int, rounds: int) -> dict[str, list[float]]:
-    c = achain()
-    samples: dict[str, list[float]] = {name: [] for name in configs}
-    perf = time.perf_counter
+def bench_async(configs: dict[str, list[Any]], calls: int, rounds: int) -> Samples:
+    runnable = achain()
+    samples = _new(configs)
+    wall, cpu = time.perf_counter, time.thread_time
+
+    order = list(configs)
+    rng = random.Random(1)
 
     async def main() -> None:
         for _ in range(rounds):
-            for name, handlers in configs.items():
-                config = {"callbacks": handlers}
-                for i in range(20):
-                    await c.ainvoke(i, config)
-                out = samples[name]
+            rng.shuffle(order)
+            for name in order:
+                config = {"callbacks": configs[name]}
+                for i in range(3):
+                    await runnable.ainvoke(i, config)
+                w_out, c_out = samples["wall"][name], samples["cpu"][name]
                 for i in range(calls):
-                    t0 = perf()
-                    await c.ainvoke(i, config)
-                    out.append(perf() - t0)
+                    c0, w0 = cpu(), wall()
+                    await runnable.ainvoke(i, config)
+                    w1, c1 = wall(), cpu()
+                    w_out.append(w1 - w0)
+                    c_out.append(c1 - c0)
 
     asyncio.run(main())
     return samples
 
 
-def report(title: str, samples: dict[str, list[float]]) -> dict[str, float]:
-    medians = {name: statistics.median(v) * 1e6 for name, v in samples.items()}
-    base = medians["no callbacks"]
-    oi_over = (medians["openinference tracer"] - base) / RUNS_PER_CALL
+def report(title: str, samples: Samples, runs_per_call: int = RUNS_PER_CALL) -> None:
+    print(f"\n### {title} (medians; 'added/run' = (config - no callbacks) / {runs_per_call} runs)")
     print(
-        f"\n{title}: median per call (µs) and added per traced run (µs, {RUNS_PER_CALL} runs/call)"
+        f"{'configuration':<22} {'wall µs/call':>12} {'added/run':>10} {'cpu µs/call':>12} "
+        f"{'added/run':>10} {'added %':>8} {'vs OpenInference':>17}"
     )
-    print(f"{'configuration':<22} {'per call':>10} {'added/run':>10} {'vs OpenInference':>17}")
-    result = {}
-    for name, med in medians.items():
-        added = (med - base) / RUNS_PER_CALL
-        result[name] = added
-        ratio = f"{added / oi_over:.2f}x" if name != "no callbacks" and oi_over > 0 else "-"
-        print(f"{name:<22} {med:>10.1f} {added:>10.1f} {ratio:>17}")
-    return result
+    wall = {n: statistics.median(v) * 1e6 for n, v in samples["wall"].items()}
+    cpu = {n: statistics.median(v) * 1e6 for n, v in samples["cpu"].items()}
+    w0, c0 = wall["no callbacks"], cpu["no callbacks"]
+    oi = (cpu["openinference tracer"] - c0) / runs_per_call if "openinference tracer" in cpu else 0
+    for name, w in wall.items():
+        w_add = (w - w0) / runs_per_call
+        c_add = (cpu[name] - c0) / runs_per_call
+        ratio = f"{c_add / oi:.2f}x" if oi > 0 and name != "no callbacks" else "-"
+        pct = 100.0 * (cpu[name] - c0) / c0
+        print(
+            f"{name:<22} {w:>12.1f} {w_add:>10.1f} {cpu[name]:>12.1f} {c_add:>10.1f} "
+            f"{pct:>7.1f}% {ratio:>17}"
+        )
+
+
+def otel_floor(n: int = 20_000) -> float:
+    """Thread CPU µs for one SDK span (child of a parent, start + end): the tracer's floor."""
+    tracer = provider().get_tracer("floor")
+    parent = tracer.start_span("parent")
+    ctx = trace.set_span_in_context(parent)
+    best = float("inf")
+    for _ in range(5):
+        c0 = time.thread_time()
+        for _ in range(n):
+            tracer.start_span("child", context=ctx).end()
+        best = min(best, (time.thread_time() - c0) / n * 1e6)
+    return best
+
+
+def handler_only(n: int = 5000) -> None:
+    """Thread CPU µs per run spent inside each handler (start + end events, no LangChain)."""
+    handlers: dict[str, Any] = {
+        "oscar tracer": OscarTracer(provider()),
+        "oscar stats": PerformanceCallbackHandler(PerformanceStats()),
+        "oscar errors": ErrorCallbackHandler(ErrorAggregator()),
+        "oscar_callbacks()": oscar_callbacks(
+            tracer_provider=provider(), stats=PerformanceStats()
+        ).handler,
+    }
+    root, steps = uuid4(), [uuid4() for _ in range(3)]
+    print("\n### handler-only cost (best of 5; one sequence run + 3 child runs, direct calls)")
+    print(f"{'handler':<22} {'cpu µs/run':>10}")
+    for name, h in handlers.items():
+        best = float("inf")
+        for _ in range(5):
+            c0 = time.thread_time()
+            for _ in range(n):
+                h.on_chain_start(None, 1, run_id=root, parent_run_id=None, tags=[], name="seq")
+                for step in steps:
+                    h.on_chain_start(None, 1, run_id=step, parent_run_id=root, tags=[], name="f")
+                    h.on_chain_end(2, run_id=step, parent_run_id=root, tags=[])
+                h.on_chain_end(2, run_id=root, parent_run_id=None, tags=[])
+            best = min(best, (time.thread_time() - c0) / n / RUNS_PER_CALL * 1e6)
+        print(f"{name:<22} {best:>10.2f}")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--calls", type=int, default=300, help="calls per config per round")
-    parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds")
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--calls", type=int, default=25, help="calls per config per round")
+    parser.add_argument("--rounds", type=int, default=60, help="interleaved rounds (shuffled)")
     args = parser.parse_args()
+    warnings.filterwarnings("ignore")  # OpenInference calls a deprecated LangChain method
     gc.collect()
     gc.freeze()
     print(f"python {sys.version.split()[0]}; {args.rounds} rounds x {args.calls} calls per config")
-    report("sync invoke", bench_sync(build_configs(), args.calls, args.rounds))
-    report("async ainvoke", bench_async(build_configs(), args.calls, args.rounds))
+    print(f"OpenTelemetry SDK floor: {otel_floor():.1f} µs CPU per child span (start + end)")
+    handler_only()
+    report(
+        "sync invoke, 3 lambdas",
+        bench_sync(chain(), lambda i: i, build_configs(), args.calls, args.rounds),
+    )
+    report("async ainvoke, 3 async lambdas", bench_async(build_configs(), args.calls, args.rounds))
+    pipeline = (
+        ChatPromptTemplate.from_messages([("human", "{q}")])
+        | FakeListChatModel(responses=["an answer"])
+        | StrOutputParser()
+    )
+    configs = build_configs()
+    pipe = {k: configs[k] for k in ("no callbacks", "oscar_callbacks()", "openinference tracer")}
+    report(
+        "pipeline prompt | instant fake chat model | parser (worst case for the % overhead)",
+        bench_sync(pipeline, lambda i: {"q": f"question {i}"}, pipe, args.calls, args.rounds // 2),
+    )
 
 
 if __name__ == "__main__":
