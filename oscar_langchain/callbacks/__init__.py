@@ -23,6 +23,7 @@ from oscar_langchain.callbacks.stats import (
 from oscar_langchain.callbacks.stats_handler import PerformanceCallbackHandler
 from oscar_langchain.callbacks.timing import TraceBlock, trace_block, trace_performance
 from oscar_langchain.callbacks.tracer import OscarTracer
+from oscar_langchain.callbacks.tree import format_span_tree
 
 __all__ = [
     "CombinedHandler",
@@ -40,6 +41,7 @@ __all__ = [
     "StatsSnapshot",
     "TraceBlock",
     "default_stats",
+    "format_span_tree",
     "oscar_callbacks",
     "trace_block",
     "trace_performance",

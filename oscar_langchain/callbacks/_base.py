@@ -31,10 +31,10 @@ logger = logging.getLogger("oscar_langchain.callbacks")
 def ambient_parent() -> UUID | None:
     """The run whose child config is active in this context, if any.
 
-    LangChain reports some runs without a parent although they run inside another
-    run: ``RunnableWithFallbacks.invoke`` (langchain-core 1.x) activates the child
-    config but passes the parent's config to the fallbacks, which then start as roots.
-    The active child config still names the run they belong to.
+    LangChain reports some runs under the wrong parent: ``RunnableWithFallbacks.invoke``
+    (langchain-core 1.x) activates its child config but hands the fallbacks the config
+    it was called with, so they start as its siblings (or as roots). The active child
+    config still names the run they belong to.
     """
     config = var_child_runnable_config.get()
     if config is None:
@@ -56,8 +56,8 @@ class SafeHandler(BaseCallbackHandler):
     raise_error: bool = False
     run_inline: bool = True
     repair_parents: bool = True
-    """Nest runs LangChain reports without a parent under the active run (see
-    :func:`ambient_parent`)."""
+    """Nest runs LangChain reports under their grandparent (or no parent) under the
+    active run instead (see :func:`ambient_parent`)."""
 
     def __init__(self, *, max_open_runs: int = 100_000) -> None:
         if max_open_runs < 1:
@@ -65,6 +65,7 @@ class SafeHandler(BaseCallbackHandler):
         self.max_open_runs = max_open_runs
         self.internal_errors = 0
         self._errors_lock = threading.Lock()
+        self._parents: dict[UUID, UUID | None] = {}
 
     # -- hooks for subclasses ---------------------------------------------------------
     def _run_start(
@@ -98,6 +99,18 @@ class SafeHandler(BaseCallbackHandler):
             self.internal_errors += 1
         logger.warning("%s.%s failed: %r", type(self).__name__, where, exc, exc_info=exc)
 
+    def _resolve_parent(self, run_id: UUID, parent_run_id: UUID | None) -> UUID | None:
+        """The run's real parent: LangChain's, unless the active run is a child of it."""
+        parents = self._parents
+        ambient = ambient_parent()
+        if ambient is not None and ambient != parent_run_id:
+            if parent_run_id is None or parents.get(ambient, ambient) == parent_run_id:
+                parent_run_id = ambient
+        parents[run_id] = parent_run_id
+        if len(parents) > self.max_open_runs:
+            self._evict(parents)
+        return parent_run_id
+
     def _evict(self, runs: dict[UUID, Any]) -> None:
         """Forget the oldest open runs until ``runs`` is within ``max_open_runs``."""
         while len(runs) > self.max_open_runs:
@@ -119,8 +132,8 @@ class SafeHandler(BaseCallbackHandler):
         """Route a chain start."""
         try:
             name = kwargs.get("name") or run_name(serialized, kwargs)
-            if parent_run_id is None and self.repair_parents:
-                parent_run_id = ambient_parent()
+            if self.repair_parents:
+                parent_run_id = self._resolve_parent(run_id, parent_run_id)
             self._run_start("chain", run_id, parent_run_id, name, inputs)
         except Exception as exc:  # noqa: BLE001 - never break the user's chain
             self._failed("on_chain_start", exc)
@@ -137,8 +150,8 @@ class SafeHandler(BaseCallbackHandler):
         """Route a tool start."""
         try:
             name = kwargs.get("name") or run_name(serialized, kwargs)
-            if parent_run_id is None and self.repair_parents:
-                parent_run_id = ambient_parent()
+            if self.repair_parents:
+                parent_run_id = self._resolve_parent(run_id, parent_run_id)
             self._run_start("tool", run_id, parent_run_id, name, input_str)
         except Exception as exc:  # noqa: BLE001 - never break the user's chain
             self._failed("on_tool_start", exc)
@@ -155,8 +168,8 @@ class SafeHandler(BaseCallbackHandler):
         """Route a retriever start."""
         try:
             name = kwargs.get("name") or run_name(serialized, kwargs)
-            if parent_run_id is None and self.repair_parents:
-                parent_run_id = ambient_parent()
+            if self.repair_parents:
+                parent_run_id = self._resolve_parent(run_id, parent_run_id)
             self._run_start("retriever", run_id, parent_run_id, name, query)
         except Exception as exc:  # noqa: BLE001 - never break the user's chain
             self._failed("on_retriever_start", exc)
@@ -173,8 +186,8 @@ class SafeHandler(BaseCallbackHandler):
         """Route a chat model start."""
         try:
             request = ModelRequest(True, messages, kwargs)
-            if parent_run_id is None and self.repair_parents:
-                parent_run_id = ambient_parent()
+            if self.repair_parents:
+                parent_run_id = self._resolve_parent(run_id, parent_run_id)
             self._model_start(run_id, parent_run_id, run_name(serialized, kwargs), request)
         except Exception as exc:  # noqa: BLE001 - never break the user's chain
             self._failed("on_chat_model_start", exc)
@@ -191,8 +204,8 @@ class SafeHandler(BaseCallbackHandler):
         """Route an LLM start."""
         try:
             request = ModelRequest(False, prompts, kwargs)
-            if parent_run_id is None and self.repair_parents:
-                parent_run_id = ambient_parent()
+            if self.repair_parents:
+                parent_run_id = self._resolve_parent(run_id, parent_run_id)
             self._model_start(run_id, parent_run_id, run_name(serialized, kwargs), request)
         except Exception as exc:  # noqa: BLE001 - never break the user's chain
             self._failed("on_llm_start", exc)
@@ -217,6 +230,8 @@ class SafeHandler(BaseCallbackHandler):
         """Route a model end."""
         try:
             self._model_end(run_id, response)
+            if self._parents:
+                self._parents.pop(run_id, None)
         except Exception as exc:  # noqa: BLE001 - never break the user's chain
             self._failed("on_llm_end", exc)
 
@@ -224,6 +239,8 @@ class SafeHandler(BaseCallbackHandler):
         """Route a chain end."""
         try:
             self._run_end(run_id, outputs)
+            if self._parents:
+                self._parents.pop(run_id, None)
         except Exception as exc:  # noqa: BLE001 - never break the user's chain
             self._failed("on_chain_end", exc)
 
@@ -231,6 +248,8 @@ class SafeHandler(BaseCallbackHandler):
         """Route a tool end."""
         try:
             self._run_end(run_id, output)
+            if self._parents:
+                self._parents.pop(run_id, None)
         except Exception as exc:  # noqa: BLE001 - never break the user's chain
             self._failed("on_tool_end", exc)
 
@@ -238,6 +257,8 @@ class SafeHandler(BaseCallbackHandler):
         """Route a retriever end."""
         try:
             self._run_end(run_id, documents)
+            if self._parents:
+                self._parents.pop(run_id, None)
         except Exception as exc:  # noqa: BLE001 - never break the user's chain
             self._failed("on_retriever_end", exc)
 
@@ -245,6 +266,8 @@ class SafeHandler(BaseCallbackHandler):
         """Route a chain error."""
         try:
             self._run_error(run_id, error)
+            if self._parents:
+                self._parents.pop(run_id, None)
         except Exception as exc:  # noqa: BLE001 - never break the user's chain
             self._failed("on_chain_error", exc)
 
@@ -252,6 +275,8 @@ class SafeHandler(BaseCallbackHandler):
         """Route a model error."""
         try:
             self._run_error(run_id, error)
+            if self._parents:
+                self._parents.pop(run_id, None)
         except Exception as exc:  # noqa: BLE001 - never break the user's chain
             self._failed("on_llm_error", exc)
 
@@ -259,6 +284,8 @@ class SafeHandler(BaseCallbackHandler):
         """Route a tool error."""
         try:
             self._run_error(run_id, error)
+            if self._parents:
+                self._parents.pop(run_id, None)
         except Exception as exc:  # noqa: BLE001 - never break the user's chain
             self._failed("on_tool_error", exc)
 
@@ -266,6 +293,8 @@ class SafeHandler(BaseCallbackHandler):
         """Route a retriever error."""
         try:
             self._run_error(run_id, error)
+            if self._parents:
+                self._parents.pop(run_id, None)
         except Exception as exc:  # noqa: BLE001 - never break the user's chain
             self._failed("on_retriever_error", exc)
 

@@ -359,8 +359,20 @@ class ErrorAggregator:
     def summary(self) -> str:
         """A readable summary: health per component, then the error groups."""
         health = self.health()
+        by_state: dict[Health, list[str]] = {}
+        for component, state in sorted(health.items()):
+            by_state.setdefault(state, []).append(component)
         lines = [
-            "health: " + (", ".join(f"{c}={h.value}" for c, h in sorted(health.items())) or "-")
+            "health: "
+            + (
+                "; ".join(
+                    f"{state.value}: {', '.join(names)}"
+                    if state is not Health.HEALTHY
+                    else f"{len(names)} healthy"
+                    for state, names in sorted(by_state.items(), key=lambda kv: kv[0].value)
+                )
+                or "-"
+            )
         ]
         groups = self.groups()
         if not groups:

@@ -218,3 +218,17 @@ def test_open_spans_are_bounded(cap: int) -> None:
     evicted = exporter.get_finished_spans()
     assert len(evicted) == 10 - cap
     assert all(s.attributes and s.attributes["oscar.evicted"] for s in evicted)
+
+
+def test_fallbacks_inside_a_sequence_nest_under_the_fallbacks_run() -> None:
+    provider, exporter = otel()
+    runnable = RunnableLambda(add_one) | RunnableLambda(fail).with_fallbacks(
+        [RunnableLambda(double)]
+    )
+    assert runnable.invoke(1, {"callbacks": [OscarTracer(provider)]}) == 4
+    assert tree(exporter.get_finished_spans()) == [
+        (
+            "RunnableSequence",
+            [("RunnableWithFallbacks", [("double", []), ("fail", [])]), ("add_one", [])],
+        )
+    ]
