@@ -103,9 +103,12 @@ class SafeHandler(BaseCallbackHandler):
         """The run's real parent: LangChain's, unless the active run is a child of it."""
         parents = self._parents
         ambient = ambient_parent()
-        if ambient is not None and ambient != parent_run_id:
-            if parent_run_id is None or parents.get(ambient, ambient) == parent_run_id:
-                parent_run_id = ambient
+        if (
+            ambient is not None
+            and ambient != parent_run_id
+            and (parent_run_id is None or parents.get(ambient, ambient) == parent_run_id)
+        ):
+            parent_run_id = ambient
         parents[run_id] = parent_run_id
         if len(parents) > self.max_open_runs:
             self._evict(parents)

@@ -4,13 +4,6 @@ Each value lands in bucket ``ceil(log(value) / log(gamma))``; a quantile is read
 within ``relative_accuracy`` of the true value. Memory is at most ``max_bins`` buckets
 whatever the number of values: past the cap the two lowest buckets merge (the low
 quantiles lose accuracy first, which latency percentiles do not read).
-
-Example:
-    >>> sketch = QuantileSketch()
-    >>> for ms in range(1, 101):
-    ...     sketch.add(ms / 1000)
-    >>> round(sketch.quantile(0.5), 3), round(sketch.quantile(0.99), 3)
-    (0.05, 0.099)
 """
 
 from __future__ import annotations
@@ -30,6 +23,13 @@ class QuantileSketch:
     Args:
         relative_accuracy: the relative error bound of a quantile, in ``(0, 1)``.
         max_bins: the most buckets kept (memory bound).
+
+    Example:
+        >>> sketch = QuantileSketch()
+        >>> for ms in range(1, 101):
+        ...     sketch.add(ms / 1000)
+        >>> round(sketch.quantile(0.5), 3), round(sketch.quantile(0.99), 3)
+        (0.05, 0.099)
     """
 
     __slots__ = ("_bins", "_gamma", "_log_gamma", "_max_bins", "_zero", "count", "total")

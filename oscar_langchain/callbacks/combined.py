@@ -4,18 +4,6 @@ LangChain's per-handler dispatch (the ``ignore_*`` checks, rebuilding the keywor
 arguments, the error guard) is paid once instead of once per handler, and the run's
 name and parent are resolved once. Each part keeps its own state and its own
 ``internal_errors``: a part that fails does not stop the others.
-
-Example:
-    >>> from langchain_core.runnables import RunnableLambda
-    >>> from oscar_langchain.callbacks import (
-    ...     ErrorCallbackHandler, PerformanceCallbackHandler, PerformanceStats,
-    ... )
-    >>> stats = PerformanceCallbackHandler(PerformanceStats())
-    >>> handler = CombinedHandler([stats, ErrorCallbackHandler()])
-    >>> RunnableLambda(lambda x: x + 1).invoke(1, {"callbacks": [handler]})
-    2
-    >>> stats.stats.snapshot().components["RunnableLambda"].count
-    1
 """
 
 from __future__ import annotations
@@ -36,6 +24,18 @@ class CombinedHandler(SafeHandler):
 
     Args:
         parts: the handlers to drive, in order.
+
+    Example:
+        >>> from langchain_core.runnables import RunnableLambda
+        >>> from oscar_langchain.callbacks import (
+        ...     ErrorCallbackHandler, PerformanceCallbackHandler, PerformanceStats,
+        ... )
+        >>> stats = PerformanceCallbackHandler(PerformanceStats())
+        >>> handler = CombinedHandler([stats, ErrorCallbackHandler()])
+        >>> RunnableLambda(lambda x: x + 1).invoke(1, {"callbacks": [handler]})
+        2
+        >>> stats.stats.snapshot().components["RunnableLambda"].count
+        1
     """
 
     def __init__(self, parts: Sequence[SafeHandler]) -> None:

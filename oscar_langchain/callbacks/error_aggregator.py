@@ -8,13 +8,6 @@ redacted sample messages. Each component's calls and errors over a sliding windo
 its error rate and health (``healthy`` / ``degraded`` / ``failing``). Listeners hear of
 new groups and of health changes; they run outside the lock and their failures are
 logged, never raised. Memory is bounded: groups, components and samples are capped.
-
-Example:
-    >>> ticks = iter(range(100))
-    >>> agg = ErrorAggregator(clock=lambda: float(next(ticks)))
-    >>> agg.record_error("llm", TimeoutError("read timed out"), model="gpt-4o")
-    >>> [(g.component, g.error_type, g.kind, g.count) for g in agg.groups()]
-    [('llm', 'TimeoutError', 'timeout', 1)]
 """
 
 from __future__ import annotations
@@ -177,6 +170,13 @@ class ErrorAggregator:
         max_components: the most components whose health is tracked.
         max_samples: sample messages kept per group (most recent).
         sample_chars: length a sample message is cut to.
+
+    Example:
+        >>> ticks = iter(range(100))
+        >>> agg = ErrorAggregator(clock=lambda: float(next(ticks)))
+        >>> agg.record_error("llm", TimeoutError("read timed out"), model="gpt-4o")
+        >>> [(g.component, g.error_type, g.kind, g.count) for g in agg.groups()]
+        [('llm', 'TimeoutError', 'timeout', 1)]
     """
 
     def __init__(

@@ -4,19 +4,6 @@ Every run that ends counts as a call of its component (the run name); every run 
 fails is recorded with its model (for model runs). When a parent run fails with the
 very exception one of its child runs failed with, it is marked ``propagated``, so a
 group tells errors at their origin from errors passing through.
-
-Example:
-    >>> from langchain_core.runnables import RunnableLambda
-    >>> def boom(x):
-    ...     raise ValueError("bad input")
-    >>> handler = ErrorCallbackHandler(ErrorAggregator())
-    >>> chain = RunnableLambda(boom)
-    >>> try:
-    ...     chain.invoke(1, {"callbacks": [handler]})
-    ... except ValueError:
-    ...     pass
-    >>> [(g.component, g.error_type, g.count) for g in handler.aggregator.groups()]
-    [('boom', 'ValueError', 1)]
 """
 
 from __future__ import annotations
@@ -39,6 +26,19 @@ class ErrorCallbackHandler(SafeHandler):
     Args:
         aggregator: where to record (default: a new one with default thresholds).
         max_open_runs: the most runs in flight tracked at once.
+
+    Example:
+        >>> from langchain_core.runnables import RunnableLambda
+        >>> def boom(x):
+        ...     raise ValueError("bad input")
+        >>> handler = ErrorCallbackHandler(ErrorAggregator())
+        >>> chain = RunnableLambda(boom)
+        >>> try:
+        ...     chain.invoke(1, {"callbacks": [handler]})
+        ... except ValueError:
+        ...     pass
+        >>> [(g.component, g.error_type, g.count) for g in handler.aggregator.groups()]
+        [('boom', 'ValueError', 1)]
     """
 
     def __init__(

@@ -4,20 +4,6 @@
 :class:`~oscar_langchain.callbacks.combined.CombinedHandler`, so LangChain dispatches
 each event once. Pass ``cb.handlers`` in ``config["callbacks"]``, or observe every run
 in a block with ``with cb.installed():``.
-
-Example:
-    >>> from langchain_core.runnables import RunnableLambda
-    >>> from opentelemetry.sdk.trace import TracerProvider
-    >>> cb = oscar_callbacks(tracer_provider=TracerProvider(), stats=PerformanceStats())
-    >>> RunnableLambda(lambda x: x * 2).invoke(3, {"callbacks": cb.handlers})
-    6
-    >>> cb.stats.snapshot().components["RunnableLambda"].count
-    1
-    >>> with cb.installed():  # every run in this block, no config needed
-    ...     RunnableLambda(lambda x: x * 2).invoke(4)
-    8
-    >>> cb.stats.snapshot().components["RunnableLambda"].count
-    2
 """
 
 from __future__ import annotations
@@ -48,7 +34,22 @@ register_configure_hook(_INSTALLED, inheritable=True)
 
 @dataclass(frozen=True)
 class OscarCallbacks:
-    """The three handlers together, with their cores at hand."""
+    """The three handlers together, with their cores at hand.
+
+    Example:
+        >>> from langchain_core.runnables import RunnableLambda
+        >>> from opentelemetry.sdk.trace import TracerProvider
+        >>> cb = oscar_callbacks(tracer_provider=TracerProvider(), stats=PerformanceStats())
+        >>> RunnableLambda(lambda x: x * 2).invoke(3, {"callbacks": cb.handlers})
+        6
+        >>> cb.stats.snapshot().components["RunnableLambda"].count
+        1
+        >>> with cb.installed():  # every run in this block, no config needed
+        ...     RunnableLambda(lambda x: x * 2).invoke(4)
+        8
+        >>> cb.stats.snapshot().components["RunnableLambda"].count
+        2
+    """
 
     tracer: OscarTracer
     performance: PerformanceCallbackHandler

@@ -8,14 +8,6 @@ Python code through :func:`~oscar_langchain.callbacks.trace_performance` /
 the number of series is capped (extra names share one ``(other)`` series), so memory
 is bounded whatever the traffic. One lock guards updates; it is held for a few dict
 operations only.
-
-Example:
-    >>> ticks = iter([0.0, 10.0])
-    >>> stats = PerformanceStats(clock=lambda: next(ticks))
-    >>> stats.record("llm", 0.5, model="gpt-4o", input_tokens=12, output_tokens=3)
-    >>> snap = stats.snapshot()
-    >>> snap.components["llm"].count, snap.models["gpt-4o"].input_tokens
-    (1, 12)
 """
 
 from __future__ import annotations
@@ -150,6 +142,14 @@ class PerformanceStats:
             one by one; further names share the ``(other)`` series.
         relative_accuracy: relative error of the reported quantiles.
         max_bins: buckets per quantile sketch.
+
+    Example:
+        >>> ticks = iter([0.0, 10.0])
+        >>> stats = PerformanceStats(clock=lambda: next(ticks))
+        >>> stats.record("llm", 0.5, model="gpt-4o", input_tokens=12, output_tokens=3)
+        >>> snap = stats.snapshot()
+        >>> snap.components["llm"].count, snap.models["gpt-4o"].input_tokens
+        (1, 12)
     """
 
     def __init__(

@@ -3,16 +3,6 @@
 Every run (chain, model, tool, retriever) is timed from its start event to its end or
 error event; model runs also give their model, token usage, cost (from the model
 registry) and, when streamed, the time to the first token.
-
-Example:
-    >>> from langchain_core.runnables import RunnableLambda
-    >>> stats = PerformanceStats()
-    >>> handler = PerformanceCallbackHandler(stats)
-    >>> chain = RunnableLambda(lambda x: x + 1).with_config(run_name="add_one")
-    >>> chain.invoke(1, {"callbacks": [handler]})
-    2
-    >>> stats.snapshot().components["add_one"].count
-    1
 """
 
 from __future__ import annotations
@@ -37,6 +27,16 @@ class PerformanceCallbackHandler(SafeHandler):
         stats: where to record (default: the process-wide :func:`default_stats`, which
             :func:`trace_performance` and :func:`trace_block` also feed).
         max_open_runs: the most runs in flight tracked at once.
+
+    Example:
+        >>> from langchain_core.runnables import RunnableLambda
+        >>> stats = PerformanceStats()
+        >>> handler = PerformanceCallbackHandler(stats)
+        >>> chain = RunnableLambda(lambda x: x + 1).with_config(run_name="add_one")
+        >>> chain.invoke(1, {"callbacks": [handler]})
+        2
+        >>> stats.snapshot().components["add_one"].count
+        1
     """
 
     def __init__(

@@ -7,20 +7,6 @@ first streamed token, token counts and the model. Both record into the same
 (the process-wide :func:`default_stats` unless given one) and, when given an
 :class:`~oscar_langchain.callbacks.error_aggregator.ErrorAggregator`, report failures
 to it. Exceptions always propagate unchanged.
-
-Example:
-    >>> stats = PerformanceStats()
-    >>> @trace_performance("parse", stats=stats)
-    ... def parse(text):
-    ...     return text.split()
-    >>> parse("a b")
-    ['a', 'b']
-    >>> with trace_block("llm", stats=stats, model="gpt-4o") as block:
-    ...     block.first_token()
-    ...     block.add_tokens(input_tokens=5, output_tokens=2)
-    >>> snap = stats.snapshot()
-    >>> snap.components["parse"].count, snap.models["gpt-4o"].output_tokens
-    (1, 2)
 """
 
 from __future__ import annotations
@@ -41,7 +27,22 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 class TraceBlock:
-    """A timed block; use :func:`trace_block` to make one."""
+    """A timed block; use :func:`trace_block` to make one.
+
+    Example:
+        >>> stats = PerformanceStats()
+        >>> @trace_performance("parse", stats=stats)
+        ... def parse(text):
+        ...     return text.split()
+        >>> parse("a b")
+        ['a', 'b']
+        >>> with trace_block("llm", stats=stats, model="gpt-4o") as block:
+        ...     block.first_token()
+        ...     block.add_tokens(input_tokens=5, output_tokens=2)
+        >>> snap = stats.snapshot()
+        >>> snap.components["parse"].count, snap.models["gpt-4o"].output_tokens
+        (1, 2)
+    """
 
     def __init__(
         self,

@@ -10,22 +10,6 @@ copied wholesale, so API keys and headers never reach a span. Runs annotated wit
 
 Per-event work is a few dict operations: the parent's context is built lazily, once,
 when its first child starts.
-
-Example:
-    >>> from langchain_core.runnables import RunnableLambda
-    >>> from opentelemetry.sdk.trace import TracerProvider
-    >>> from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-    >>> from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
-    ...     InMemorySpanExporter,
-    ... )
-    >>> exporter = InMemorySpanExporter()
-    >>> provider = TracerProvider()
-    >>> provider.add_span_processor(SimpleSpanProcessor(exporter))
-    >>> chain = RunnableLambda(lambda x: x + 1) | RunnableLambda(lambda x: x * 2)
-    >>> chain.invoke(1, {"callbacks": [OscarTracer(provider)]})
-    4
-    >>> sorted(s.name for s in exporter.get_finished_spans())
-    ['RunnableLambda', 'RunnableLambda', 'RunnableSequence']
 """
 
 from __future__ import annotations
@@ -75,6 +59,22 @@ class OscarTracer(SafeHandler):
         max_content_chars: the longest content attribute recorded.
         max_open_runs: the most spans open at once; past it the oldest is ended and
             marked ``oscar.evicted``.
+
+    Example:
+        >>> from langchain_core.runnables import RunnableLambda
+        >>> from opentelemetry.sdk.trace import TracerProvider
+        >>> from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        >>> from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
+        ...     InMemorySpanExporter,
+        ... )
+        >>> exporter = InMemorySpanExporter()
+        >>> provider = TracerProvider()
+        >>> provider.add_span_processor(SimpleSpanProcessor(exporter))
+        >>> chain = RunnableLambda(lambda x: x + 1) | RunnableLambda(lambda x: x * 2)
+        >>> chain.invoke(1, {"callbacks": [OscarTracer(provider)]})
+        4
+        >>> sorted(s.name for s in exporter.get_finished_spans())
+        ['RunnableLambda', 'RunnableLambda', 'RunnableSequence']
     """
 
     def __init__(
