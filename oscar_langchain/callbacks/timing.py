@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any, TypeVar, cast
@@ -24,6 +25,8 @@ from oscar_langchain.callbacks.stats import PerformanceStats, default_stats
 __all__ = ["TraceBlock", "trace_block", "trace_performance"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+logger = logging.getLogger(__name__)
 
 
 class TraceBlock:
@@ -80,7 +83,12 @@ class TraceBlock:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        duration = self.stats.clock() - self._start
+        try:
+            self._record(self.stats.clock() - self._start, exc)
+        except Exception:  # recording must never mask or replace the block's outcome
+            logger.exception("trace_block %r could not record its run", self.name)
+
+    def _record(self, duration: float, exc: BaseException | None) -> None:
         tokens = self.input_tokens or self.output_tokens
         self.stats.record(
             self.name,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Callable
+from typing import Any
 from uuid import uuid4
 
 import pytest
@@ -232,3 +233,28 @@ def test_stats_thread_safe_under_sync_batch() -> None:
     runnable = RunnableLambda(lambda x: x).with_config(run_name="id")
     runnable.batch(list(range(400)), {"callbacks": [handler], "max_concurrency": 8})
     assert stats.snapshot().components["id"].count == 400
+
+
+def test_trace_block_recording_failure_never_breaks_the_block(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class BrokenStats(PerformanceStats):
+        def record(self, *args: Any, **kwargs: Any) -> None:
+            raise RuntimeError("stats gone")
+
+    with trace_block("x", stats=BrokenStats()):
+        value = 1
+    assert value == 1
+    with pytest.raises(KeyError), trace_block("x", stats=BrokenStats()):
+        raise KeyError("the block's own error wins")
+    assert "could not record" in caplog.text
+
+
+def test_real_registry_cost_when_available(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_cost, "_estimate", None)
+    monkeypatch.setattr(_cost, "_loaded", False)
+    monkeypatch.setattr(_cost, "_unknown", set())
+    models = pytest.importorskip("oscar_langchain.models")
+    name = models.default_registry().names()[0]
+    assert _cost.run_cost(name, 1000, 1000) == pytest.approx(models.estimate_cost(name, 1000, 1000))
+    assert _cost.run_cost("no-such-model-xyz", 1, 1) is None
