@@ -163,7 +163,8 @@ class ErrorAggregator:
 
     Args:
         thresholds: health thresholds and window.
-        clock: seconds, monotonic; injected in tests.
+        clock: seconds (wall time by default, so ``first_seen``/``last_seen`` are Unix
+            timestamps); injected in tests.
         classifier: ``exception -> ErrorClassification`` (default: oscar's classifier).
         max_groups: the most groups kept; further ones are merged into one ``(other)``
             group per component-less key.
@@ -183,7 +184,7 @@ class ErrorAggregator:
         self,
         thresholds: HealthThresholds | None = None,
         *,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.time,
         classifier: Callable[[BaseException], ErrorClassification] = classify_error,
         max_groups: int = 500,
         max_components: int = 1000,
