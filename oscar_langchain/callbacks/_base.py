@@ -26,6 +26,7 @@ from oscar_langchain.errors import ConfigurationError
 __all__ = ["SafeHandler", "ambient_parent"]
 
 logger = logging.getLogger("oscar_langchain.callbacks")
+_LOG_FIRST = 5
 
 
 def ambient_parent() -> UUID | None:
@@ -97,7 +98,18 @@ class SafeHandler(BaseCallbackHandler):
     def _failed(self, where: str, exc: Exception) -> None:
         with self._errors_lock:
             self.internal_errors += 1
-        logger.warning("%s.%s failed: %r", type(self).__name__, where, exc, exc_info=exc)
+            count = self.internal_errors
+        # The first few failures are logged in full; then one line per thousand, so a
+        # broken exporter cannot flood the logs at thousands of runs per second.
+        if count <= _LOG_FIRST or count % 1000 == 0:
+            logger.warning(
+                "%s.%s failed (%d internal errors so far): %r",
+                type(self).__name__,
+                where,
+                count,
+                exc,
+                exc_info=exc if count <= _LOG_FIRST else None,
+            )
 
     def _resolve_parent(self, run_id: UUID, parent_run_id: UUID | None) -> UUID | None:
         """The run's real parent: LangChain's, unless the active run is a child of it."""

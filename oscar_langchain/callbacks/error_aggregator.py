@@ -19,6 +19,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from oscar_langchain.callbacks._redact import redact, truncate
 from oscar_langchain.errors import ConfigurationError, ErrorClassification, classify_error
@@ -112,6 +113,14 @@ class HealthChange:
 
 
 GroupKey = tuple[str, str, str | None, str]
+
+
+def _unsubscriber(listeners: list[Any], listener: Any) -> Callable[[], None]:
+    def unsubscribe() -> None:
+        if listener in listeners:  # calling it twice is harmless
+            listeners.remove(listener)
+
+    return unsubscribe
 
 
 class _Group:
@@ -216,12 +225,12 @@ class ErrorAggregator:
     def on_new_group(self, listener: Callable[[ErrorGroup], None]) -> Callable[[], None]:
         """Call ``listener(group)`` when a new error group appears; returns an unsubscriber."""
         self._group_listeners.append(listener)
-        return lambda: self._group_listeners.remove(listener)
+        return _unsubscriber(self._group_listeners, listener)
 
     def on_health_change(self, listener: Callable[[HealthChange], None]) -> Callable[[], None]:
         """Call ``listener(change)`` when a component's health changes; returns an unsubscriber."""
         self._health_listeners.append(listener)
-        return lambda: self._health_listeners.remove(listener)
+        return _unsubscriber(self._health_listeners, listener)
 
     def _notify(self, listeners: list[Callable[[object], None]], payload: object) -> None:
         for listener in list(listeners):

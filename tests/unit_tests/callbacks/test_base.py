@@ -67,7 +67,7 @@ def test_every_event_is_guarded(caplog: pytest.LogCaptureFixture) -> None:
     handler = Raising()
     fire_everything(handler)
     assert handler.internal_errors == 15
-    assert "Raising.on_retriever_error failed" in caplog.text
+    assert "Raising.on_chain_start failed" in caplog.text
 
 
 def test_handlers_accept_every_event() -> None:
@@ -91,3 +91,11 @@ def test_tool_and_retriever_runs_are_timed() -> None:
     handler.on_tool_error(ValueError(), run_id=rid)
     series = stats.snapshot().components["component"]
     assert (series.count, series.errors) == (3, 1)
+
+
+def test_internal_failures_are_logged_sparingly(caplog: pytest.LogCaptureFixture) -> None:
+    handler = Raising()
+    for _ in range(200):
+        handler.on_chain_end({}, run_id=uuid4())
+    assert handler.internal_errors == 200
+    assert len([r for r in caplog.records if "internal errors so far" in r.getMessage()]) == 5

@@ -112,6 +112,7 @@ def test_listeners_for_new_groups_and_failing_listener_is_contained(
     assert [(g.component, g.count) for g in seen] == [("a", 1), ("b", 1)]
     assert "listener bug" in caplog.text
     unsubscribe()
+    unsubscribe()
     agg.record_error("c", ValueError("w"))
     assert len(seen) == 2
 
