@@ -155,9 +155,11 @@ class _Segment:
             vals.append(weights[lo:hi] if count == 1 else weights[lo:hi] * count)
         if not rows:
             return None
+        size = self.stop - self.start
         if len(rows) == 1:
-            return np.bincount(rows[0], vals[0], minlength=self.stop - self.start)
-        return np.bincount(np.concatenate(rows), np.concatenate(vals), self.stop - self.start)
+            return np.bincount(rows[0], vals[0], minlength=size).astype(np.float64, copy=False)
+        summed = np.bincount(np.concatenate(rows), np.concatenate(vals), size)
+        return summed.astype(np.float64, copy=False)
 
 
 class BM25Index:
@@ -390,7 +392,8 @@ class BM25Index:
         if self.params.variant == "bm25plus" and flat_terms:
             # rank_bm25/bm25s credit delta * idf to documents *without* a query term too.
             scores = scores + self.params.delta * float(idf[flat_terms].sum())
-        return scores[self._live.view[: len(scores)]]
+        live: F64 = scores[self._live.view[: len(scores)]]
+        return live
 
     def search(
         self, tokens: Sequence[str], k: int, allowed_ids: Collection[str] | None = None

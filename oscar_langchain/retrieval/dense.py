@@ -45,7 +45,8 @@ F32 = np.ndarray[Any, np.dtype[np.float32]]
 def _normalise(vectors: npt.ArrayLike) -> F32:
     arr = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
     norms = np.linalg.norm(arr, axis=1, keepdims=True)
-    return np.divide(arr, norms, out=np.zeros_like(arr), where=norms > 0)
+    out: F32 = np.divide(arr, norms, out=np.zeros_like(arr), where=norms > 0)
+    return out
 
 
 class DenseIndex:
@@ -149,7 +150,7 @@ class DenseIndex:
         with self._lock:
             if self._matrix is None:
                 empty = np.zeros((0, 0), np.float32)
-                return empty[0:0, 0], empty, np.zeros(0, np.int64), []
+                return np.zeros(0, np.float32), empty, np.zeros(0, np.int64), []
             matrix, live, ids = self._matrix.view, self._live.view, self._ids
         q = _normalise(query)[0]
         if q.shape[0] != matrix.shape[1]:

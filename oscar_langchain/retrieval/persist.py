@@ -120,6 +120,7 @@ def load_array(directory: Path, name: str, mmap: bool = False) -> np.ndarray[Any
     """Load one ``.npy`` file without pickle, optionally memory-mapped read-only."""
     mode: Literal["r"] | None = "r" if mmap else None
     try:
-        return np.load(directory / name, allow_pickle=False, mmap_mode=mode)
+        array: np.ndarray[Any, Any] = np.load(directory / name, allow_pickle=False, mmap_mode=mode)
+        return array
     except (OSError, ValueError) as exc:
         raise RetrievalError(f"corrupt index: cannot read {name}: {exc}") from exc

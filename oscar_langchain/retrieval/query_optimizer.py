@@ -1,4 +1,4 @@
-"""QueryOptimizer: normalise queries, expand them by pseudo-relevance feedback, learn.
+r"""QueryOptimizer: normalise queries, expand them by pseudo-relevance feedback, learn.
 
 A Runnable (``str`` in, ``str`` or ``[original, rewrite]`` out) to put in front of a
 retriever with ``|``. Three steps:
@@ -26,7 +26,7 @@ Example:
     ...      "wind turbines and blades", "hydro dams store water"],
     ...     embeddings=DeterministicFakeEmbedding(size=8))
     >>> opt = QueryOptimizer(retriever=r, expansion_terms=2, feedback_docs=2)
-    >>> opt.invoke("  Solar\\tpanels ")
+    >>> opt.invoke("  Solar\tpanels ")
     'Solar panels convert sunlight'
     >>> opt.invoke("solar panels", {"configurable": {"query_optimizer_enabled": False}})
     'solar panels'
@@ -60,10 +60,10 @@ _PRIOR = 0.5  # prior mean reward of an untried variant (one pseudo-observation)
 
 
 def normalise_query(query: str) -> str:
-    """NFKC, control characters removed, whitespace collapsed and stripped.
+    r"""NFKC, control characters removed, whitespace collapsed and stripped.
 
     Example:
-        >>> normalise_query("  ﬁnd\\u200b  the\\ncat ")
+        >>> normalise_query("  ﬁnd\u200b  the\ncat ")
         'find the cat'
     """
     text = unicodedata.normalize("NFKC", query)
@@ -275,5 +275,3 @@ class QueryOptimizer(OscarRunnable[str, Any]):
 def _toggle(config: RunnableConfig) -> bool | None:
     value = (config.get("configurable") or {}).get("query_optimizer_enabled")
     return None if value is None else bool(value)
-
-

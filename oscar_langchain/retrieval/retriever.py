@@ -228,7 +228,9 @@ class HybridRetriever(BaseRetriever):
         """
         out_ids, docs = self._prepare(documents, ids)
         if docs:
-            self._commit(out_ids, docs, self.embeddings.embed_documents([d.page_content for d in docs]))
+            self._commit(
+                out_ids, docs, self.embeddings.embed_documents([d.page_content for d in docs])
+            )
         return out_ids
 
     async def aadd_documents(
@@ -340,9 +342,7 @@ class HybridRetriever(BaseRetriever):
         future = None
         if wd:
             embed = self.embeddings.embed_query
-            future = _executor().submit(
-                lambda: self._dense_search(embed(query), fetch, allowed)
-            )
+            future = _executor().submit(lambda: self._dense_search(embed(query), fetch, allowed))
         try:
             sparse_hits = self._bm25_side(query, fetch, allowed) if wb else []
         finally:

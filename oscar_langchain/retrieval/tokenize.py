@@ -1,6 +1,6 @@
-"""A fast regex tokenizer for BM25, with optional light stemming and stopwords.
+r"""A fast regex tokenizer for BM25, with optional light stemming and stopwords.
 
-Text is lower-cased, split on ``\\w+`` runs, stopwords are dropped and a light
+Text is lower-cased, split on ``\w+`` runs, stopwords are dropped and a light
 English "S-stemmer" (Harman, 1991: ``ies -> y``, ``es -> e``, ``s -> ''``) folds
 plurals. Stemming results are memoised, so the per-token cost is one dict look-up.
 Each step can be switched off.
@@ -30,7 +30,7 @@ ENGLISH_STOPWORDS: frozenset[str] = frozenset(
     ourselves out over own same she should so some such than that the their theirs them
     themselves then there these they this those through to too under until up very was we were
     what when where which while who whom why will with would you your yours yourself
-    yourselves""".split()
+    yourselves""".split()  # noqa: SIM905 - a word list reads better as text
 )
 """A compact English stopword list (the NLTK list minus contractions)."""
 
