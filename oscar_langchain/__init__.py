@@ -1,6 +1,7 @@
 """oscar-langchain: production-grade LLM middleware for LangChain."""
 
 from oscar_langchain._runnable import OscarRunnable, annotate_run, child_config
+from oscar_langchain.embeddings import OfflineEmbeddings
 from oscar_langchain.errors import (
     AttemptRecord,
     CacheError,
@@ -20,6 +21,8 @@ from oscar_langchain.errors import (
     classify_error,
     safe_execute,
 )
+from oscar_langchain.models import ModelInfo, ModelRegistry, default_registry, estimate_cost
+from oscar_langchain.tokens import TokenCounter, encoding_for, get_encoding
 
 __version__ = "0.1.0"
 
@@ -32,11 +35,15 @@ __all__ = [
     "ErrorClassification",
     "ErrorKind",
     "FailoverError",
+    "ModelInfo",
+    "ModelRegistry",
+    "OfflineEmbeddings",
     "OscarError",
     "OscarRunnable",
     "RetrievalError",
     "RouterError",
     "SafeResult",
+    "TokenCounter",
     "TokenizerError",
     "UnknownModelError",
     "__version__",
@@ -44,5 +51,9 @@ __all__ = [
     "asafe_execute",
     "child_config",
     "classify_error",
+    "default_registry",
+    "encoding_for",
+    "estimate_cost",
+    "get_encoding",
     "safe_execute",
 ]

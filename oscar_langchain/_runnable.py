@@ -31,6 +31,7 @@ from langchain_core.callbacks import (
 )
 from langchain_core.runnables import RunnableConfig, RunnableSerializable
 from langchain_core.runnables.config import merge_configs, patch_config
+from pydantic import ConfigDict
 
 __all__ = [
     "ANNOTATION_EVENT",
@@ -92,6 +93,8 @@ class OscarRunnable(RunnableSerializable[Input, Output], Generic[Input, Output])
     its own run id). Streaming defaults to one chunk holding the ``_invoke`` result;
     subclasses that can stream override ``_stream``/``_astream``.
     """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
 
     def _invoke(
         self, input: Input, run_manager: CallbackManagerForChainRun, config: RunnableConfig
@@ -168,4 +171,3 @@ class OscarRunnable(RunnableSerializable[Input, Output], Generic[Input, Output])
             one(), self._atransform, config, **kwargs
         ):
             yield chunk
-
