@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import importlib
 import json
 import os
 import threading
@@ -77,14 +76,9 @@ def _executor() -> ThreadPoolExecutor:
 
 
 def _default_embeddings() -> Embeddings:
-    try:
-        module = importlib.import_module("oscar_langchain.embeddings")
-    except ImportError as exc:
-        raise ConfigurationError(
-            "embeddings", "oscar_langchain.embeddings is unavailable; pass embeddings="
-        ) from exc
-    embeddings: Embeddings = module.OfflineEmbeddings()
-    return embeddings
+    from oscar_langchain.embeddings import OfflineEmbeddings
+
+    return OfflineEmbeddings()
 
 
 def stable_id(text: str, metadata: Mapping[str, Any]) -> str:

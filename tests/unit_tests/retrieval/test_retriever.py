@@ -125,13 +125,10 @@ def test_bad_input(retriever: HybridRetriever) -> None:
     assert HybridRetriever(embeddings=BagOfWords()).invoke("anything") == []
 
 
-def test_default_embeddings_needs_foundation_or_explicit() -> None:
-    try:
-        retriever = HybridRetriever()
-    except ConfigurationError as exc:
-        assert exc.field == "embeddings"
-    else:
-        assert type(retriever.embeddings).__name__ == "OfflineEmbeddings"
+def test_default_embeddings_are_offline() -> None:
+    retriever = HybridRetriever.from_texts(TEXTS)
+    assert type(retriever.embeddings).__name__ == "OfflineEmbeddings"
+    assert retriever.invoke("solar panels sunlight", bm25_weight=0)[0].page_content == TEXTS[2]
 
 
 def test_save_load_round_trip(retriever: HybridRetriever, tmp_path: Path) -> None:
