@@ -12,7 +12,7 @@ from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 from langchain_core.runnables import RunnableLambda
 
-from oscar_langchain.errors import ConfigurationError, RetrievalError
+from oscar_langchain.errors import RetrievalError
 from oscar_langchain.retrieval import HybridRetriever, QueryOptimizer
 from oscar_langchain.retrieval.query_optimizer import QueryHistory, normalise_query
 
