@@ -8,6 +8,9 @@ retriever with ``|``. Three steps:
    ``feedback_docs`` BM25 hits of the query form a relevance model
    ``P(t|R) = sum_d P(d|q) tf(t,d)/|d|``; its best ``expansion_terms`` terms (not
    already in the query, in fewer than ``max_df_ratio`` of documents) are appended.
+   Only queries of at most ``max_query_terms`` terms are expanded: feedback helps
+   short keyword queries, while long questions are already specific (on the
+   chunking_eval questions, expanding them lowers BM25's recall).
 3. **Learn** (bounded :class:`QueryHistory`, ``max_history`` entries, LRU): a
    query's rewrite is remembered, and :meth:`QueryOptimizer.feedback` records a
    reward in [0, 1] for what was served. Each query then gets the variant
@@ -192,10 +195,12 @@ class QueryOptimizer(OscarRunnable[str, Any]):
     """Source of the index statistics for expansion; ``None`` = normalise only."""
     enabled: bool = True
     """Default of the ``query_optimizer_enabled`` config toggle."""
-    expansion_terms: int = Field(default=5, ge=0)
+    expansion_terms: int = Field(default=3, ge=0)
     """How many expansion terms to append (0 = no expansion)."""
     feedback_docs: int = Field(default=5, gt=0)
     """How many top BM25 documents form the relevance model."""
+    max_query_terms: int | None = Field(default=6, gt=0)
+    """Expand only queries with at most this many terms (``None``: any length)."""
     max_df_ratio: float = Field(default=0.5, gt=0.0, le=1.0)
     """Terms in more than this fraction of documents are never added."""
     max_history: int = Field(default=10_000, gt=0)
@@ -228,6 +233,8 @@ class QueryOptimizer(OscarRunnable[str, Any]):
         if self.retriever is None or self.expansion_terms == 0:
             return query
         tokens = self.retriever.tokenizer(query)
+        if self.max_query_terms is not None and len(tokens) > self.max_query_terms:
+            return query
         extra = rm3_expansion(
             self.retriever.bm25, tokens, self.feedback_docs, self.expansion_terms, self.max_df_ratio
         )
