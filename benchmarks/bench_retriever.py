@@ -49,7 +49,11 @@ def load_eval() -> tuple[dict[str, str], list[dict[str, Any]]]:
     corpora = {p.stem: p.read_text(encoding="utf-8") for p in sorted((DATA / "corpora").glob("*"))}
     with (DATA / "questions.csv").open(encoding="utf-8") as fh:
         rows = [
-            {"question": r["question"], "corpus": r["corpus_id"], "refs": json.loads(r["references"])}
+            {
+                "question": r["question"],
+                "corpus": r["corpus_id"],
+                "refs": json.loads(r["references"]),
+            }
             for r in csv.DictReader(fh)
         ]
     return corpora, rows
@@ -131,17 +135,35 @@ def speed(corpora: dict[str, str], questions: list[str], n_docs: int, n_queries:
     t_bs = timeit(bm25s_build)
     bs = bm25s_build()
 
-    rows.append(("build (index only, same tokens)", f"{t_ours * 1000:.0f} ms",
-                 f"bm25s {t_bs * 1000:.0f} ms", f"{t_bs / t_ours:.1f}x"))
-    rows.append(("build incl. tokenizing", f"{(t_ours + t_tok) * 1000:.0f} ms",
-                 f"BM25Retriever {t_lc * 1000:.0f} ms", f"{t_lc / (t_ours + t_tok):.1f}x"))
+    rows.append(
+        (
+            "build (index only, same tokens)",
+            f"{t_ours * 1000:.0f} ms",
+            f"bm25s {t_bs * 1000:.0f} ms",
+            f"{t_bs / t_ours:.1f}x",
+        )
+    )
+    rows.append(
+        (
+            "build incl. tokenizing",
+            f"{(t_ours + t_tok) * 1000:.0f} ms",
+            f"BM25Retriever {t_lc * 1000:.0f} ms",
+            f"{t_lc / (t_ours + t_tok):.1f}x",
+        )
+    )
 
     ours_q = per_query_ms(lambda q: index.search(q, 10), q_tokens)
     bs_q = per_query_ms(
         lambda q: bs.retrieve([q], k=10, backend_selection="numpy", show_progress=False), q_tokens
     )
-    rows.append(("query, BM25 core (same tokens)", f"{ours_q:.3f} ms",
-                 f"bm25s numpy {bs_q:.3f} ms", f"{bs_q / ours_q:.1f}x"))
+    rows.append(
+        (
+            "query, BM25 core (same tokens)",
+            f"{ours_q:.3f} ms",
+            f"bm25s numpy {bs_q:.3f} ms",
+            f"{bs_q / ours_q:.1f}x",
+        )
+    )
     ours_tok_q = per_query_ms(lambda q: index.search(tok(q), 10), queries)
     rows.append(("query, BM25 core incl. tokenizing", f"{ours_tok_q:.3f} ms", "", ""))
 
@@ -151,23 +173,46 @@ def speed(corpora: dict[str, str], questions: list[str], n_docs: int, n_queries:
     lc_rounds = 1 if n_docs > 50_000 else 3
     lc_q = per_query_ms(lambda q: lc.invoke(q), queries, rounds=lc_rounds)
     ours_inv = per_query_ms(lambda q: bm25_only.invoke(q), queries)
-    rows.append(("retriever.invoke, BM25-only", f"{ours_inv:.3f} ms",
-                 f"BM25Retriever {lc_q:.2f} ms", f"{lc_q / ours_inv:.0f}x"))
+    rows.append(
+        (
+            "retriever.invoke, BM25-only",
+            f"{ours_inv:.3f} ms",
+            f"BM25Retriever {lc_q:.2f} ms",
+            f"{lc_q / ours_inv:.0f}x",
+        )
+    )
     short = [" ".join(q.split()[:3]) for q in queries]
     lc_s = per_query_ms(lambda q: lc.invoke(q), short, rounds=lc_rounds)
     ours_s = per_query_ms(lambda q: bm25_only.invoke(q), short)
-    rows.append(("retriever.invoke, BM25-only, 3-word queries", f"{ours_s:.3f} ms",
-                 f"BM25Retriever {lc_s:.2f} ms", f"{lc_s / ours_s:.0f}x"))
+    rows.append(
+        (
+            "retriever.invoke, BM25-only, 3-word queries",
+            f"{ours_s:.3f} ms",
+            f"BM25Retriever {lc_s:.2f} ms",
+            f"{lc_s / ours_s:.0f}x",
+        )
+    )
 
     # Incremental add: 1% more documents, then the first query (weights recomputed).
     extra = make_corpus(corpora, max(n_docs // 100, 1), seed=1)
     extra_tok = tok.many(extra)
-    t_add = timeit(lambda: (index.add([f"x{i}" for i in range(len(extra))], extra_tok),
-                            index.search(q_tokens[0], 10)))
-    t_rebuild = timeit(lambda: bm25s.BM25(method="lucene").index(tokens + extra_tok,
-                                                                 show_progress=False))
-    rows.append((f"add {len(extra)} docs + first query", f"{t_add * 1000:.0f} ms",
-                 f"bm25s full re-index {t_rebuild * 1000:.0f} ms", f"{t_rebuild / t_add:.1f}x"))
+    t_add = timeit(
+        lambda: (
+            index.add([f"x{i}" for i in range(len(extra))], extra_tok),
+            index.search(q_tokens[0], 10),
+        )
+    )
+    t_rebuild = timeit(
+        lambda: bm25s.BM25(method="lucene").index(tokens + extra_tok, show_progress=False)
+    )
+    rows.append(
+        (
+            f"add {len(extra)} docs + first query",
+            f"{t_add * 1000:.0f} ms",
+            f"bm25s full re-index {t_rebuild * 1000:.0f} ms",
+            f"{t_rebuild / t_add:.1f}x",
+        )
+    )
 
     for dim in (1024, 384):
         rng = np.random.default_rng(dim)
@@ -178,13 +223,25 @@ def speed(corpora: dict[str, str], questions: list[str], n_docs: int, n_queries:
         hq = per_query_ms(lambda q: hybrid.invoke(q), queries)
         core = per_query_ms(lambda q: hybrid._get_relevant_documents(q, run_manager=None), queries)
         dq = per_query_ms(lambda q: hybrid.invoke(q, bm25_weight=0.0), queries)
-        rows.append((f"hybrid invoke, dim {dim} (query embedding excluded)", f"{hq:.3f} ms",
-                     f"dense-only {dq:.3f} ms", ""))
+        rows.append(
+            (
+                f"hybrid invoke, dim {dim} (query embedding excluded)",
+                f"{hq:.3f} ms",
+                f"dense-only {dq:.3f} ms",
+                "",
+            )
+        )
         matrix = hybrid._dense._matrix.view  # the floor: one float32 matrix-vector product
         qv = np.asarray(vectors[queries[0]], np.float32)
         floor = per_query_ms(lambda _q: matrix @ qv, queries)
-        rows.append((f"hybrid search without LangChain callbacks, dim {dim}", f"{core:.3f} ms",
-                     f"numpy matrix @ vector alone {floor:.3f} ms", ""))
+        rows.append(
+            (
+                f"hybrid search without LangChain callbacks, dim {dim}",
+                f"{core:.3f} ms",
+                f"numpy matrix @ vector alone {floor:.3f} ms",
+                "",
+            )
+        )
         del hybrid, vectors
 
     print("| measure | oscar | anchor | speed-up |\n|---|---|---|---|")
@@ -216,8 +273,13 @@ def metrics(ranked: list[str], relevant: set[str]) -> tuple[float, float]:
     return recall, (dcg / ideal if ideal else 0.0)
 
 
-def quality(corpora: dict[str, str], rows: list[dict[str, Any]], embeddings: Embeddings,
-            label: str, size: int) -> None:
+def quality(
+    corpora: dict[str, str],
+    rows: list[dict[str, Any]],
+    embeddings: Embeddings,
+    label: str,
+    size: int,
+) -> None:
     chunks = chunk(corpora, size)
     ids = [f"{c}:{s}" for c, s, _, _ in chunks]
     t0 = time.perf_counter()
@@ -228,9 +290,10 @@ def quality(corpora: dict[str, str], rows: list[dict[str, Any]], embeddings: Emb
     relevant = []
     for row in rows:
         rel = {
-            i for i, (c, s, e, _) in zip(ids, chunks, strict=True)
-            if c == row["corpus"] and any(s < r["end_index"] and r["start_index"] < e
-                                         for r in row["refs"])
+            i
+            for i, (c, s, e, _) in zip(ids, chunks, strict=True)
+            if c == row["corpus"]
+            and any(s < r["end_index"] and r["start_index"] < e for r in row["refs"])
         }
         relevant.append(rel)
     questions = [r["question"] for r in rows]
@@ -240,10 +303,14 @@ def quality(corpora: dict[str, str], rows: list[dict[str, Any]], embeddings: Emb
         "hybrid (RRF)": {},
         "hybrid (score fusion)": {"fusion": "score"},
     }
-    print(f"\n### {label}: {len(chunks)} chunks of {size} chars, {len(rows)} questions "
-          f"(index built in {build:.1f} s)\n")
-    print("| mode | plain: recall@5 | nDCG@10 | +optimizer: recall@5 | nDCG@10 "
-          "| +optimizer after feedback: recall@5 | nDCG@10 |")
+    print(
+        f"\n### {label}: {len(chunks)} chunks of {size} chars, {len(rows)} questions "
+        f"(index built in {build:.1f} s)\n"
+    )
+    print(
+        "| mode | plain: recall@5 | nDCG@10 | +optimizer: recall@5 | nDCG@10 "
+        "| +optimizer after feedback: recall@5 | nDCG@10 |"
+    )
     print("|---|---|---|---|---|---|---|")
     for mode, kwargs in modes.items():
         cells = []
@@ -253,8 +320,11 @@ def quality(corpora: dict[str, str], rows: list[dict[str, Any]], embeddings: Emb
         for run in ("plain", "optimized", "feedback"):
             scores = []
             for q, rel in zip(questions, relevant, strict=True):
-                docs = retriever.invoke(q, **kwargs) if run == "plain" else chain.invoke(
-                    q, {"configurable": {"search_kwargs": kwargs}})
+                docs = (
+                    retriever.invoke(q, **kwargs)
+                    if run == "plain"
+                    else chain.invoke(q, {"configurable": {"search_kwargs": kwargs}})
+                )
                 scores.append(metrics([d.id or "" for d in docs], rel))
                 if run == "optimized":  # the user's (here: the labels') verdict on the answer
                     optimizer.feedback(q, scores[-1][0])

@@ -229,3 +229,30 @@ def test_history_is_bounded() -> None:
 def test_optimizer_in_a_lambda_chain(retriever: HybridRetriever) -> None:
     chain = RunnableLambda(lambda q: q.upper()) | QueryOptimizer(retriever=retriever)
     assert chain.invoke("cats").startswith("CATS")
+
+
+def test_long_queries_are_not_expanded(retriever: HybridRetriever) -> None:
+    opt = QueryOptimizer(retriever=retriever, max_query_terms=2)
+    long_query = "why do solar panels convert sunlight well"
+    assert opt.invoke(long_query) == long_query
+    assert opt.invoke("sunlight") != "sunlight"
+    assert (
+        QueryOptimizer(retriever=retriever, max_query_terms=None).invoke(long_query) != long_query
+    )
+
+
+def test_sync_search_embeds_on_a_worker_thread(retriever: HybridRetriever) -> None:
+    import threading
+
+    seen: list[str] = []
+
+    class ThreadRecording(BagOfWords):
+        def embed_query(self, text: str) -> list[float]:
+            seen.append(threading.current_thread().name)
+            return super().embed_query(text)
+
+    retriever.embeddings = ThreadRecording()
+    retriever.invoke("cats")
+    assert seen and seen[0].startswith("oscar-retrieval")
+    retriever.invoke("cats", dense_weight=0)
+    assert len(seen) == 1  # BM25-only never embeds the query
