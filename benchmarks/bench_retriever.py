@@ -8,6 +8,7 @@ Speed: a corpus of short documents (10-40 word windows of the chunking_eval corp
 the chunking_eval questions as queries. Quality: the chunking_eval corpora cut by a
 fixed-size splitter; a chunk is relevant when it overlaps a reference excerpt.
 """
+# ruff: noqa: E402 - BLAS thread settings must precede the numpy import
 
 from __future__ import annotations
 
@@ -18,12 +19,11 @@ import os
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
-import argparse  # noqa: E402
+import argparse
 import csv
 import json
 import math
 import random
-import re
 import statistics
 import sys
 import time
@@ -37,9 +37,9 @@ from langchain_core.embeddings import Embeddings
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from oscar_langchain.embeddings import OfflineEmbeddings  # noqa: E402
-from oscar_langchain.retrieval import BM25Index, HybridRetriever, QueryOptimizer  # noqa: E402
-from oscar_langchain.retrieval.tokenize import Tokenizer  # noqa: E402
+from oscar_langchain.embeddings import OfflineEmbeddings
+from oscar_langchain.retrieval import BM25Index, HybridRetriever, QueryOptimizer
+from oscar_langchain.retrieval.tokenize import Tokenizer
 
 DATA = Path("/work/shared/data/chunking_eval")
 warnings.filterwarnings("ignore", category=DeprecationWarning)
@@ -106,8 +106,8 @@ class CachedEmbeddings(Embeddings):
 
 
 def speed(corpora: dict[str, str], questions: list[str], n_docs: int, n_queries: int) -> None:
-    from langchain_community.retrievers import BM25Retriever
     import bm25s
+    from langchain_community.retrievers import BM25Retriever
 
     print(f"\n## Speed: {n_docs} documents, {n_queries} queries, top-10\n")
     docs = make_corpus(corpora, n_docs)
@@ -242,7 +242,6 @@ def speed(corpora: dict[str, str], questions: list[str], n_docs: int, n_queries:
                 "",
             )
         )
-        del hybrid, vectors
 
     print("| measure | oscar | anchor | speed-up |\n|---|---|---|---|")
     for r in rows:
