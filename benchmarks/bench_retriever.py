@@ -278,13 +278,20 @@ def quality(
     embeddings: Embeddings,
     label: str,
     size: int,
+    cache: Path | None,
 ) -> None:
     chunks = chunk(corpora, size)
     ids = [f"{c}:{s}" for c, s, _, _ in chunks]
     t0 = time.perf_counter()
-    retriever = HybridRetriever.from_texts(
-        [c[3] for c in chunks], ids=ids, embeddings=embeddings, k=10
-    )
+    saved = cache / f"{label.split()[0]}-{size}" if cache else None
+    if saved is not None and saved.exists():  # our own save/load spares re-embedding
+        retriever = HybridRetriever.load(saved, embeddings=embeddings)
+    else:
+        retriever = HybridRetriever.from_texts(
+            [c[3] for c in chunks], ids=ids, embeddings=embeddings, k=10
+        )
+        if saved is not None:
+            retriever.save(saved)
     build = time.perf_counter() - t0
     relevant = []
     for row in rows:
@@ -301,10 +308,12 @@ def quality(
         "dense-only": {"bm25_weight": 0.0},
         "hybrid (RRF)": {},
         "hybrid (score fusion)": {"fusion": "score"},
+        "hybrid (RRF, dense weight 0.5)": {"dense_weight": 0.5},
+        "hybrid (score fusion, dense weight 0.5)": {"fusion": "score", "dense_weight": 0.5},
     }
     print(
         f"\n### {label}: {len(chunks)} chunks of {size} chars, {len(rows)} questions "
-        f"(index built in {build:.1f} s)\n"
+        f"(index built or loaded in {build:.1f} s)\n"
     )
     print(
         "| mode | plain: recall@5 | nDCG@10 | +optimizer: recall@5 | nDCG@10 "
@@ -364,6 +373,7 @@ def main() -> int:
     parser.add_argument("--no-speed", action="store_true")
     parser.add_argument("--no-quality", action="store_true")
     parser.add_argument("--minilm", action="store_true")
+    parser.add_argument("--cache-dir", type=Path, default=None, help="save/reuse the indexes")
     args = parser.parse_args()
     corpora, rows = load_eval()
     print(f"python {sys.version.split()[0]}, numpy {np.__version__}")
@@ -371,11 +381,18 @@ def main() -> int:
         speed(corpora, [r["question"] for r in rows], args.docs, args.queries)
     if not args.no_quality:
         print("\n## Quality on chunking_eval")
-        quality(corpora, rows, OfflineEmbeddings(), "OfflineEmbeddings (default)", args.chunk_size)
+        quality(
+            corpora,
+            rows,
+            OfflineEmbeddings(),
+            "OfflineEmbeddings (default)",
+            args.chunk_size,
+            args.cache_dir,
+        )
         if args.minilm:
             model = minilm()
             if model is not None:
-                quality(corpora, rows, model, "all-MiniLM-L6-v2", args.chunk_size)
+                quality(corpora, rows, model, "all-MiniLM-L6-v2", args.chunk_size, args.cache_dir)
     return 0
 
 
