@@ -283,7 +283,7 @@ def quality(
     chunks = chunk(corpora, size)
     ids = [f"{c}:{s}" for c, s, _, _ in chunks]
     t0 = time.perf_counter()
-    saved = cache / f"{label.split()[0]}-{size}" if cache else None
+    saved = cache / f"{label.split(maxsplit=1)[0]}-{size}" if cache else None
     if saved is not None and saved.exists():  # our own save/load spares re-embedding
         retriever = HybridRetriever.load(saved, embeddings=embeddings)
     else:
