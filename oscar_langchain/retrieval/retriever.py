@@ -44,6 +44,7 @@ from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import RunnableConfig
 from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
+from oscar_langchain._runnable import ANNOTATION_EVENT
 from oscar_langchain.errors import ConfigurationError, RetrievalError
 from oscar_langchain.retrieval.bm25 import BM25Index, BM25Params
 from oscar_langchain.retrieval.dense import DenseIndex
@@ -315,10 +316,19 @@ class HybridRetriever(BaseRetriever):
         weights: tuple[float, float],
         k: int,
         fusion: Fusion | None,
-    ) -> list[Document]:
-        fused = fuse(fusion or self.fusion, rankings, weights, self.rrf_c)
+    ) -> tuple[list[Document], dict[str, Any]]:
+        method = fusion or self.fusion
+        fused = fuse(method, rankings, weights, self.rrf_c)
         docs = self._docs
-        return [docs[d].model_copy(deep=True) for d, _ in fused[:k] if d in docs]
+        attributes = {
+            "oscar.retrieval.fusion": method,
+            "oscar.retrieval.k": k,
+            "oscar.retrieval.bm25_weight": weights[0],
+            "oscar.retrieval.dense_weight": weights[1],
+            "oscar.retrieval.bm25_hits": len(rankings[0]),
+            "oscar.retrieval.dense_hits": len(rankings[1]),
+        }
+        return [docs[d].model_copy(deep=True) for d, _ in fused[:k] if d in docs], attributes
 
     def _get_relevant_documents(
         self,
@@ -341,7 +351,11 @@ class HybridRetriever(BaseRetriever):
             sparse_hits = self._bm25_side(query, fetch, allowed) if wb else []
         finally:
             dense_hits = future.result() if future is not None else []
-        return self._finish((sparse_hits, dense_hits), (wb, wd), k, fusion)
+        found, attributes = self._finish((sparse_hits, dense_hits), (wb, wd), k, fusion)
+        run_manager.get_child().on_custom_event(
+            ANNOTATION_EVENT, attributes, run_id=run_manager.run_id
+        )
+        return found
 
     async def _aget_relevant_documents(
         self,
@@ -367,7 +381,11 @@ class HybridRetriever(BaseRetriever):
             return await asyncio.to_thread(self._bm25_side, query, fetch, allowed) if wb else []
 
         sparse_hits, dense_hits = await asyncio.gather(sparse(), dense())
-        return self._finish((sparse_hits, dense_hits), (wb, wd), k, fusion)
+        found, attributes = self._finish((sparse_hits, dense_hits), (wb, wd), k, fusion)
+        await run_manager.get_child().on_custom_event(
+            ANNOTATION_EVENT, attributes, run_id=run_manager.run_id
+        )
+        return found
 
     # -- persistence -----------------------------------------------------------------
     def save(self, path: str | os.PathLike[str]) -> None:

@@ -256,3 +256,12 @@ def test_sync_search_embeds_on_a_worker_thread(retriever: HybridRetriever) -> No
     assert seen and seen[0].startswith("oscar-retrieval")
     retriever.invoke("cats", dense_weight=0)
     assert len(seen) == 1  # BM25-only never embeds the query
+
+
+async def test_runs_are_annotated(retriever: HybridRetriever) -> None:
+    rec = Recorder()
+    retriever.invoke("cats", {"callbacks": [rec]}, fusion="score")
+    await retriever.ainvoke("cats", {"callbacks": [rec]}, dense_weight=0)
+    assert rec.events[0]["oscar.retrieval.fusion"] == "score"
+    assert rec.events[1]["oscar.retrieval.dense_hits"] == 0
+    assert rec.events[1]["oscar.retrieval.bm25_hits"] >= 1
