@@ -43,13 +43,15 @@ from collections import Counter
 from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from scipy import sparse
 
 from oscar_langchain.errors import ConfigurationError, RetrievalError
+from oscar_langchain.retrieval._bm25_io import ARRAYS, check_consistent
 from oscar_langchain.retrieval._buffer import Buffer
+from oscar_langchain.retrieval.bm25_params import F64, BM25Params, Variant
 from oscar_langchain.retrieval.persist import (
     atomic_directory,
     load_array,
@@ -61,65 +63,7 @@ from oscar_langchain.retrieval.persist import (
 
 __all__ = ["BM25Index", "BM25Params", "Variant"]
 
-Variant = Literal["okapi", "lucene", "bm25plus"]
 _FORMAT = "oscar-bm25"
-F64 = np.ndarray[Any, np.dtype[np.float64]]
-
-
-@dataclass(frozen=True)
-class BM25Params:
-    """BM25 parameters.
-
-    Attributes:
-        variant: ``okapi``, ``lucene`` or ``bm25plus`` (see the module docstring).
-        k1: term-frequency saturation.
-        b: document-length normalisation (0 = none, 1 = full).
-        epsilon: ``okapi`` only: floor of negative idf, as a fraction of the mean idf.
-        delta: ``bm25plus`` only: lower bound of a matching term's tf part.
-
-    Example:
-        >>> BM25Params(variant="okapi", k1=1.2).k1
-        1.2
-    """
-
-    variant: Variant = "lucene"
-    k1: float = 1.5
-    b: float = 0.75
-    epsilon: float = 0.25
-    delta: float = 1.0
-
-    def __post_init__(self) -> None:
-        if self.variant not in ("okapi", "lucene", "bm25plus"):
-            raise ConfigurationError("variant", f"unknown BM25 variant {self.variant!r}")
-        if self.k1 < 0:
-            raise ConfigurationError("k1", f"must be >= 0, got {self.k1}")
-        if not 0.0 <= self.b <= 1.0:
-            raise ConfigurationError("b", f"must be in [0, 1], got {self.b}")
-        if self.delta < 0:
-            raise ConfigurationError("delta", f"must be >= 0, got {self.delta}")
-
-    def idf(self, df: np.ndarray[Any, Any], n_docs: int) -> F64:
-        """Inverse document frequency of each term (0 for terms no live document has)."""
-        d = df.astype(np.float64)
-        present = d > 0
-        out = np.zeros(len(d), dtype=np.float64)
-        if self.variant == "okapi":
-            raw = np.log(n_docs - d[present] + 0.5) - np.log(d[present] + 0.5)
-            if raw.size:
-                floor = self.epsilon * raw.mean()
-                raw = np.where(raw < 0, floor, raw)
-            out[present] = raw
-        elif self.variant == "lucene":
-            out[present] = np.log(1.0 + (n_docs - d[present] + 0.5) / (d[present] + 0.5))
-        else:
-            out[present] = np.log((n_docs + 1) / d[present])
-        return out
-
-    def tf_part(self, tf: F64, norm: F64) -> F64:
-        """Term-frequency part given ``norm = k1 * (1 - b + b * dl / avgdl)``."""
-        if self.variant == "lucene":
-            return tf / (tf + norm)
-        return tf * (self.k1 + 1) / (tf + norm)
 
 
 @dataclass
@@ -464,9 +408,9 @@ class BM25Index:
             index = cls(BM25Params(**meta["params"]), float(meta["compact_ratio"]))
         except (KeyError, TypeError, ValueError) as exc:
             raise RetrievalError(f"corrupt index at {directory}: bad parameters: {exc}") from exc
-        a = {n: load_array(directory, f"{n}.npy", mmap) for n in _ARRAYS}
+        a = {n: load_array(directory, f"{n}.npy", mmap) for n in ARRAYS}
         terms, ids = read_json(directory / "vocab.json"), read_json(directory / "ids.json")
-        _check_consistent(directory, a, terms, ids)
+        check_consistent(directory, a, terms, ids)
         index._terms = list(terms)
         index._vocab = {t: i for i, t in enumerate(terms)}
         index._ids = list(ids)
@@ -486,42 +430,3 @@ class BM25Index:
                 )
             ]
         return index
-
-
-_ARRAYS = (
-    "doc_len",
-    "fwd_indptr",
-    "fwd_terms",
-    "fwd_tfs",
-    "csc_indptr",
-    "csc_rows",
-    "csc_tf",
-    "csc_weights",
-)
-
-
-def _check_consistent(
-    directory: Path, a: dict[str, np.ndarray[Any, Any]], terms: Any, ids: Any
-) -> None:
-    def bad(problem: str) -> RetrievalError:
-        return RetrievalError(f"corrupt index at {directory}: {problem}")
-
-    if not isinstance(terms, list) or not all(isinstance(t, str) for t in terms):
-        raise bad("vocab.json is not a list of strings")
-    if not isinstance(ids, list) or not all(isinstance(d, str) for d in ids):
-        raise bad("ids.json is not a list of strings")
-    n, nnz = len(ids), len(a["fwd_terms"])
-    ip = a["fwd_indptr"]
-    if len(a["doc_len"]) != n or len(ip) != n + 1 or ip[0] != 0 or ip[-1] != nnz:
-        raise bad("document arrays disagree with ids.json")
-    if len(a["fwd_tfs"]) != nnz or (nnz and int(a["fwd_terms"].max()) >= len(terms)):
-        raise bad("forward postings are inconsistent")
-    if np.any(np.diff(ip) < 0):
-        raise bad("forward index pointers are not monotonic")
-    cp = a["csc_indptr"]
-    if n and (len(cp) != len(terms) + 1 or cp[-1] != nnz or np.any(np.diff(cp) < 0)):
-        raise bad("term-major postings disagree with the vocabulary")
-    if any(len(a[k]) != (nnz if n else 0) for k in ("csc_rows", "csc_tf", "csc_weights")):
-        raise bad("term-major arrays have the wrong length")
-    if n and nnz and int(a["csc_rows"].max()) >= n:
-        raise bad("term-major postings point past the last document")

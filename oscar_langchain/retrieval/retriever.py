@@ -24,11 +24,9 @@ Example:
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import os
 import threading
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
@@ -46,6 +44,13 @@ from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
 from oscar_langchain._runnable import ANNOTATION_EVENT
 from oscar_langchain.errors import ConfigurationError, RetrievalError
+from oscar_langchain.retrieval._retriever_util import (
+    MetadataFilter,
+    configured,
+    matches,
+    stable_id,
+    to_documents,
+)
 from oscar_langchain.retrieval.bm25 import BM25Index, BM25Params
 from oscar_langchain.retrieval.dense import DenseIndex
 from oscar_langchain.retrieval.fusion import Fusion, Ranking, fuse
@@ -59,9 +64,6 @@ from oscar_langchain.retrieval.persist import (
 from oscar_langchain.retrieval.tokenize import Tokenizer
 
 __all__ = ["HybridRetriever", "MetadataFilter"]
-
-MetadataFilter = Mapping[str, Any] | Callable[[Mapping[str, Any]], bool]
-"""Equality on each key (a list/tuple/set value means "one of"), or a predicate."""
 
 _FORMAT = "oscar-hybrid"
 _EXECUTOR: ThreadPoolExecutor | None = None
@@ -80,25 +82,6 @@ def _default_embeddings() -> Embeddings:
     from oscar_langchain.embeddings import OfflineEmbeddings
 
     return OfflineEmbeddings()
-
-
-def stable_id(text: str, metadata: Mapping[str, Any]) -> str:
-    """A deterministic id from a document's content and metadata."""
-    blob = text + "\x00" + json.dumps(dict(metadata), sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:32]
-
-
-def _matches(metadata: Mapping[str, Any], wanted: MetadataFilter) -> bool:
-    if callable(wanted):
-        return bool(wanted(metadata))
-    for key, value in wanted.items():
-        have = metadata.get(key)
-        if isinstance(value, (list, tuple, set, frozenset)):
-            if have not in value:
-                return False
-        elif have != value:
-            return False
-    return True
 
 
 class HybridRetriever(BaseRetriever):
@@ -178,7 +161,7 @@ class HybridRetriever(BaseRetriever):
         **fields: Any,
     ) -> HybridRetriever:
         """Build a retriever from texts; see :meth:`from_documents`."""
-        return cls.from_documents(_to_documents(texts, metadatas), ids=ids, **fields)
+        return cls.from_documents(to_documents(texts, metadatas), ids=ids, **fields)
 
     # -- mutation --------------------------------------------------------------------
     @property
@@ -245,7 +228,7 @@ class HybridRetriever(BaseRetriever):
         ids: Sequence[str] | None = None,
     ) -> list[str]:
         """Index texts; see :meth:`add_documents`."""
-        return self.add_documents(_to_documents(texts, metadatas), ids=ids)
+        return self.add_documents(to_documents(texts, metadatas), ids=ids)
 
     def delete(self, ids: Collection[str]) -> None:
         """Remove documents by id.
@@ -271,13 +254,13 @@ class HybridRetriever(BaseRetriever):
         self, input: str, config: RunnableConfig | None = None, **kwargs: Any
     ) -> list[Document]:
         """Retrieve; ``config["configurable"]["search_kwargs"]`` supplies defaults."""
-        return super().invoke(input, config, **{**_configured(config), **kwargs})
+        return super().invoke(input, config, **{**configured(config), **kwargs})
 
     async def ainvoke(
         self, input: str, config: RunnableConfig | None = None, **kwargs: Any
     ) -> list[Document]:
         """Async form of :meth:`invoke`."""
-        return await super().ainvoke(input, config, **{**_configured(config), **kwargs})
+        return await super().ainvoke(input, config, **{**configured(config), **kwargs})
 
     def _plan(
         self,
@@ -298,7 +281,7 @@ class HybridRetriever(BaseRetriever):
             raise ValueError(f"weights must be >= 0 and not both 0, got {wb}, {wd}")
         allowed = None
         if filter is not None:
-            allowed = {i for i, d in list(self._docs.items()) if _matches(d.metadata, filter)}
+            allowed = {i for i, d in list(self._docs.items()) if matches(d.metadata, filter)}
         return k, wb, wd, allowed
 
     def _bm25_side(self, query: str, fetch: int, allowed: set[str] | None) -> Ranking:
@@ -461,20 +444,3 @@ class HybridRetriever(BaseRetriever):
         if set(retriever._bm25.ids()) != ids or len(retriever._dense) != len(ids):
             raise RetrievalError(f"corrupt index at {directory}: indexes disagree with docs")
         return retriever
-
-
-def _to_documents(
-    texts: Sequence[str], metadatas: Sequence[Mapping[str, Any]] | None
-) -> list[Document]:
-    if metadatas is not None and len(metadatas) != len(texts):
-        raise ValueError(f"metadatas has {len(metadatas)} entries but texts has {len(texts)}")
-    return [
-        Document(t, metadata=dict(metadatas[i]) if metadatas else {}) for i, t in enumerate(texts)
-    ]
-
-
-def _configured(config: RunnableConfig | None) -> dict[str, Any]:
-    if not config:
-        return {}
-    search_kwargs = (config.get("configurable") or {}).get("search_kwargs") or {}
-    return dict(search_kwargs)
