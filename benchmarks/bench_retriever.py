@@ -315,9 +315,9 @@ def quality(
     modes = {
         "BM25-only": {"dense_weight": 0.0},
         "dense-only": {"bm25_weight": 0.0},
-        "hybrid (RRF)": {},
+        "hybrid (RRF)": {"fusion": "rrf"},
         "hybrid (score fusion)": {"fusion": "score"},
-        "hybrid (RRF, dense weight 0.5)": {"dense_weight": 0.5},
+        "hybrid (RRF, dense weight 0.5)": {"fusion": "rrf", "dense_weight": 0.5},
         "hybrid (score fusion, dense weight 0.5)": {"fusion": "score", "dense_weight": 0.5},
     }
     print(

@@ -106,8 +106,9 @@ class HybridRetriever(BaseRetriever):
     """Weight of the BM25 ranking in the fusion (0 = dense-only)."""
     dense_weight: float = Field(default=1.0, ge=0.0)
     """Weight of the dense ranking in the fusion (0 = BM25-only)."""
-    fusion: Fusion = "rrf"
-    """``"rrf"`` (weighted reciprocal rank fusion) or ``"score"`` (normalised scores)."""
+    fusion: Fusion = "score"
+    """``"score"`` (weighted sum of min-max normalised scores; the better of the two on
+    chunking_eval, as in Bruch et al. 2023) or ``"rrf"`` (weighted reciprocal rank fusion)."""
     rrf_c: float = Field(default=60.0, ge=0.0)
     """The RRF constant ``c`` in ``w / (c + rank)``."""
     fetch_k: int = Field(default=50, gt=0)
