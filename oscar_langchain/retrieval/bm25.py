@@ -143,6 +143,7 @@ class BM25Index:
         self._n_live = 0
         self._total_len = 0
         self._version = 0
+        self._idf: tuple[int, F64] = (-1, np.zeros(0))
 
     # -- introspection -------------------------------------------------------------
     def __len__(self) -> int:
@@ -302,7 +303,9 @@ class BM25Index:
         """Materialise stale weights; return what a query needs, safe to use unlocked."""
         with self._lock:
             stale = [s for s in self._segments if s.version != self._version]
-            idf = self.params.idf(self._df.view, self._n_live)
+            if self._idf[0] != self._version:
+                self._idf = (self._version, self.params.idf(self._df.view, self._n_live))
+            idf = self._idf[1]
             if stale:
                 avgdl = self._total_len / self._n_live if self._n_live else 1.0
                 k1, b = self.params.k1, self.params.b
