@@ -207,3 +207,53 @@ def test_failed_save_leaves_previous_index(tmp_path: Path, monkeypatch: pytest.M
         index.save(tmp_path / "fresh")
     with pytest.raises(RetrievalError):
         BM25Index.load(tmp_path / "fresh")
+
+
+def _tamper(path: Path, name: str, value: object) -> None:
+    target = path / name
+    if name.endswith(".npy"):
+        np.save(target, value)
+    else:
+        target.write_text(json.dumps(value))
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest["files"][name] = target.stat().st_size
+    (path / "manifest.json").write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize(
+    ("name", "make", "message"),
+    [
+        ("vocab.json", lambda a: [1, 2], "vocab.json"),
+        ("ids.json", lambda a: "x", "ids.json"),
+        ("fwd_tfs.npy", lambda a: a[:-1], "forward postings"),
+        ("fwd_terms.npy", lambda a: a + 10_000, "forward postings"),
+        ("fwd_indptr.npy", lambda a: np.r_[0, a[2], a[1], a[3:]], "monotonic"),
+        ("csc_indptr.npy", lambda a: a[:-1], "vocabulary"),
+        ("csc_rows.npy", lambda a: a[:-1], "wrong length"),
+        ("csc_rows.npy", lambda a: a + 10_000, "past the last document"),
+    ],
+)
+def test_inconsistent_arrays_are_refused(
+    tmp_path: Path, name: str, make: object, message: str
+) -> None:
+    path = _saved(tmp_path)
+    current = np.load(path / name) if name.endswith(".npy") else None
+    _tamper(path, name, make(current))  # type: ignore[operator]
+    with pytest.raises(RetrievalError, match=message):
+        BM25Index.load(path)
+
+
+def test_bad_parameters_in_manifest(tmp_path: Path) -> None:
+    path = _saved(tmp_path)
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest["meta"]["params"]["k1"] = -1
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(RetrievalError, match="bad parameters"):
+        BM25Index.load(path)
+    manifest["version"] = 99
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(RetrievalError, match="format version"):
+        BM25Index.load(path)
+    (path / "manifest.json").write_text("{not json")
+    with pytest.raises(RetrievalError, match="cannot read"):
+        BM25Index.load(path)
