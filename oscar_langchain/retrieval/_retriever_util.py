@@ -1,0 +1,52 @@
+"""Helpers of the hybrid retriever: ids, metadata filters, argument plumbing."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from langchain_core.documents import Document
+from langchain_core.runnables import RunnableConfig
+
+__all__ = ["MetadataFilter", "configured", "matches", "stable_id", "to_documents"]
+
+MetadataFilter = Mapping[str, Any] | Callable[[Mapping[str, Any]], bool]
+"""Equality on each key (a list/tuple/set value means "one of"), or a predicate."""
+
+
+def stable_id(text: str, metadata: Mapping[str, Any]) -> str:
+    """A deterministic id from a document's content and metadata."""
+    blob = text + "\x00" + json.dumps(dict(metadata), sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:32]
+
+
+def matches(metadata: Mapping[str, Any], wanted: MetadataFilter) -> bool:
+    if callable(wanted):
+        return bool(wanted(metadata))
+    for key, value in wanted.items():
+        have = metadata.get(key)
+        if isinstance(value, (list, tuple, set, frozenset)):
+            if have not in value:
+                return False
+        elif have != value:
+            return False
+    return True
+
+
+def to_documents(
+    texts: Sequence[str], metadatas: Sequence[Mapping[str, Any]] | None
+) -> list[Document]:
+    if metadatas is not None and len(metadatas) != len(texts):
+        raise ValueError(f"metadatas has {len(metadatas)} entries but texts has {len(texts)}")
+    return [
+        Document(t, metadata=dict(metadatas[i]) if metadatas else {}) for i, t in enumerate(texts)
+    ]
+
+
+def configured(config: RunnableConfig | None) -> dict[str, Any]:
+    if not config:
+        return {}
+    search_kwargs = (config.get("configurable") or {}).get("search_kwargs") or {}
+    return dict(search_kwargs)

@@ -1,0 +1,127 @@
+"""Tokenizer, dense index, fusion and persistence helpers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from oscar_langchain.errors import ConfigurationError, RetrievalError
+from oscar_langchain.retrieval._buffer import Buffer
+from oscar_langchain.retrieval.dense import DenseIndex
+from oscar_langchain.retrieval.fusion import fuse, score_fusion, weighted_rrf
+from oscar_langchain.retrieval.persist import atomic_directory
+from oscar_langchain.retrieval.tokenize import Tokenizer, light_stem
+
+
+def test_tokenizer_switches() -> None:
+    text = "The Queries were RUNNING; boxes, classes & glass!"
+    assert Tokenizer()(text) == ["query", "running", "boxe", "classe", "glass"]
+    assert Tokenizer(stem=False, stopwords=None, lowercase=False)(text)[:2] == ["The", "Queries"]
+    assert Tokenizer(min_length=6)(text) == ["query", "running", "classe"]
+    config = Tokenizer(stem=False).to_config()
+    assert Tokenizer.from_config(config) == Tokenizer(stem=False)
+    assert Tokenizer.from_config(Tokenizer(stopwords=None).to_config()).stopwords is None
+    assert light_stem("bus") == "bus" and light_stem("toes") == "toe"
+    with pytest.raises(ConfigurationError, match="min_length"):
+        Tokenizer(min_length=0)
+
+
+def test_buffer_grows_and_copies_read_only() -> None:
+    frozen = np.arange(3)
+    frozen.setflags(write=False)
+    buf = Buffer.wrap(frozen)
+    buf.set(0, 9)
+    buf.extend([5])
+    assert buf.view.tolist() == [9, 1, 2, 5] and frozen.tolist() == [0, 1, 2]
+    two_d = Buffer(np.float32, 2)
+    two_d.extend([[1, 2], [3, 4]])
+    assert two_d.view.shape == (2, 2) and len(two_d) == 2
+
+
+def test_dense_search_delete_upsert_and_compact() -> None:
+    index = DenseIndex(compact_ratio=0.5)
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(50, 8)).astype(np.float32)
+    ids = [f"v{i}" for i in range(50)]
+    index.add(ids, vectors)
+    top = index.search(vectors[7], k=3)
+    assert top[0][0] == "v7" and top[0][1] == pytest.approx(1.0, abs=1e-5)
+    assert [d for d, _ in index.search(vectors[7], k=3, allowed_ids={"v1", "v2"})] in (
+        ["v1", "v2"],
+        ["v2", "v1"],
+    )
+    index.delete(ids[:30])  # > half dead -> compacted
+    assert len(index) == 20 and len(index._ids) == 20
+    assert all(d not in ids[:30] for d, _ in index.search(vectors[7], k=50))
+    index.add(["v40"], [vectors[0]])  # upsert
+    assert index.search(vectors[0], k=1)[0][0] == "v40"
+    with pytest.raises(RetrievalError, match="unknown"):
+        index.delete(["nope"])
+    with pytest.raises(RetrievalError, match="dimension"):
+        index.search([1.0, 2.0], k=1)
+    with pytest.raises(ValueError, match="dimension"):
+        index.add(["x"], [[1.0, 2.0]])
+    with pytest.raises(ValueError, match="k must be"):
+        index.search(vectors[0], k=0)
+    with pytest.raises(ValueError, match="unique"):
+        index.add(["a", "a"], vectors[:2])
+    with pytest.raises(ValueError, match="entries"):
+        index.add(["a"], vectors[:2])
+    assert DenseIndex().search([1.0], k=2) == []
+
+
+def test_dense_mmr_diversifies() -> None:
+    index = DenseIndex()
+    index.add(["a", "a2", "b"], [[1.0, 0.0], [0.99, 0.01], [0.6, 0.8]])
+    assert [d for d, _ in index.search_mmr([1.0, 0.0], k=2, lambda_mult=1.0)] == ["a", "a2"]
+    assert [d for d, _ in index.search_mmr([1.0, 0.0], k=2, lambda_mult=0.3)] == ["a", "b"]
+    with pytest.raises(ConfigurationError, match="lambda_mult"):
+        index.search_mmr([1.0, 0.0], k=2, lambda_mult=2)
+    with pytest.raises(ValueError, match="k must"):
+        index.search_mmr([1.0, 0.0], k=0)
+
+
+def test_dense_save_load(tmp_path: Path) -> None:
+    index = DenseIndex()
+    index.add(["a", "b", "c"], [[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    index.delete(["b"])
+    index.save(tmp_path / "d")
+    for mmap in (False, True):
+        loaded = DenseIndex.load(tmp_path / "d", mmap=mmap)
+        assert loaded.search([1.0, 0.2], 3) == index.search([1.0, 0.2], 3)
+        loaded.add(["z"], [[0.0, 1.0]])
+        assert loaded.search([0.0, 1.0], 1)[0][0] == "z"
+    (tmp_path / "d" / "ids.json").write_text('["a", "c"]' + " " * 0)
+    DenseIndex.load(tmp_path / "d")  # same size, still consistent
+    (tmp_path / "d" / "ids.json").write_text('["a", 1]')
+    with pytest.raises(RetrievalError):
+        DenseIndex.load(tmp_path / "d")
+    DenseIndex().save(tmp_path / "empty")
+    assert len(DenseIndex.load(tmp_path / "empty")) == 0
+
+
+def test_fusion() -> None:
+    a = [("x", 3.0), ("y", 2.0), ("z", 1.0)]
+    b = [("z", 0.9), ("w", 0.1)]
+    rrf = weighted_rrf([a, b], [1.0, 1.0], c=0)
+    assert rrf[0] == ("z", pytest.approx(1 / 3 + 1.0))
+    assert [d for d, _ in weighted_rrf([a, b], [1.0, 0.0])] == ["x", "y", "z"]
+    assert score_fusion([a, b], [1.0, 1.0])[:2] == [("x", 1.0), ("z", 1.0)]
+    assert score_fusion([[("only", 5.0)], []], [1.0, 1.0]) == [("only", 1.0)]
+    assert fuse("score", [a], [1.0])[0][0] == "x"
+    with pytest.raises(ValueError, match="unknown fusion"):
+        fuse("max", [a], [1.0])  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="weights"):
+        weighted_rrf([a], [1.0, 2.0])
+    with pytest.raises(ValueError, match=">= 0"):
+        score_fusion([a], [-1.0])
+    with pytest.raises(ValueError, match="c must"):
+        weighted_rrf([a], [1.0], c=-1)
+
+
+def test_atomic_directory_requires_manifest(tmp_path: Path) -> None:
+    with pytest.raises(RetrievalError, match="no manifest"), atomic_directory(tmp_path / "x"):
+        pass
+    assert list(tmp_path.iterdir()) == []
