@@ -1,0 +1,1 @@
+"""The demo: ``python -m oscar_langchain.demo`` (``make demo``)."""
