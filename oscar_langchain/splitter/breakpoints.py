@@ -38,6 +38,7 @@ __all__ = [
     "ThresholdType",
     "band_similarities",
     "breakpoint_threshold",
+    "mean_pair_similarity",
     "optimal_partition",
     "threshold_breaks",
     "window_distances",
@@ -58,9 +59,14 @@ DEFAULT_AMOUNTS: dict[str, float] = {
 
 
 def _normalise(matrix: npt.ArrayLike) -> FloatArray:
-    rows = np.asarray(matrix, dtype=np.float64)
-    norms = np.linalg.norm(rows, axis=1, keepdims=True)
-    return rows / np.where(norms == 0.0, 1.0, norms)
+    """Rows scaled to unit length (zero rows stay zero); float32 input stays float32."""
+    rows = np.asarray(matrix)
+    if rows.dtype not in (np.float32, np.float64):
+        rows = rows.astype(np.float64)
+    if rows.ndim != 2:
+        raise ValueError("embeddings: expected a 2-D array (one row per sentence)")
+    norms = np.sqrt(np.einsum("ij,ij->i", rows, rows))[:, None]
+    return rows / np.where(norms == 0.0, 1.0, norms)  # type: ignore[no-any-return]
 
 
 def window_distances(embeddings: npt.ArrayLike, window: int = 1) -> FloatArray:
@@ -79,12 +85,16 @@ def window_distances(embeddings: npt.ArrayLike, window: int = 1) -> FloatArray:
     n = emb.shape[0]
     if n < 2:
         return np.zeros(0)
-    prefix = np.vstack([np.zeros((1, emb.shape[1])), np.cumsum(emb, axis=0)])
-    gaps = np.arange(1, n)  # a gap sits before sentence `gaps`
-    left = prefix[gaps] - prefix[np.maximum(gaps - window, 0)]
-    right = prefix[np.minimum(gaps + window, n)] - prefix[gaps]
-    sims = np.einsum("ij,ij->i", _normalise(left), _normalise(right))
-    return np.clip(1.0 - sims, 0.0, 2.0)
+    if window == 1:
+        sims = np.einsum("ij,ij->i", emb[:-1], emb[1:])
+    else:
+        prefix = np.zeros((n + 1, emb.shape[1]), dtype=np.float64)
+        np.cumsum(emb, axis=0, out=prefix[1:])
+        gaps = np.arange(1, n)  # a gap sits before sentence `gaps`
+        left = prefix[gaps] - prefix[np.maximum(gaps - window, 0)]
+        right = prefix[np.minimum(gaps + window, n)] - prefix[gaps]
+        sims = np.einsum("ij,ij->i", _normalise(left), _normalise(right))
+    return np.clip(1.0 - sims.astype(np.float64), 0.0, 2.0)
 
 
 def breakpoint_threshold(distances: FloatArray, kind: ThresholdType, amount: float) -> float:
@@ -112,23 +122,41 @@ def threshold_breaks(
     return (np.flatnonzero(values > threshold) + 1).astype(np.int64)
 
 
-def band_similarities(embeddings: npt.ArrayLike, width: int) -> FloatArray:
-    """``out[a, o] = cos(e_a, e_{a+o})`` for ``0 <= o < width`` (NaN past the end).
+def mean_pair_similarity(embeddings: npt.ArrayLike) -> float:
+    """Mean cosine similarity over all pairs of distinct rows, in ``O(n * d)``."""
+    emb = _normalise(embeddings)
+    n = emb.shape[0]
+    if n < 2:
+        return 0.0
+    total = emb.sum(axis=0, dtype=np.float64)
+    diagonal = float(np.einsum("ij,ij->", emb, emb, dtype=np.float64))
+    return (float(total @ total) - diagonal) / (n * (n - 1))
 
-    Computed block by block with matrix products: ``O(n * width * d)``.
+
+def band_similarities(
+    embeddings: npt.ArrayLike, width: int, reach: npt.ArrayLike | None = None
+) -> FloatArray:
+    """``out[a, o] = cos(e_a, e_{a+o})`` for ``0 <= o < width`` (NaN where not computed).
+
+    Computed block by block with matrix products. ``reach[a]`` (default ``width``) bounds
+    the offsets needed from row ``a``; blocks only compute what their rows reach, so the
+    cost is ``O(n * (block + mean reach) * d)``.
     """
     emb = _normalise(embeddings)
     n = emb.shape[0]
+    needs = np.full(n, width) if reach is None else np.minimum(np.asarray(reach), width)
     out = np.full((n, width), np.nan)
     offsets = np.arange(width)
-    for block in range(0, n, width):
-        rows = emb[block : block + width]
-        cols = emb[block : block + 2 * width]
-        gram = rows @ cols.T  # (r, c): similarity of sentence block+r with block+c
+    block = 64
+    for first in range(0, n, block):
+        rows = emb[first : first + block]
         r_idx = np.arange(rows.shape[0])[:, None]
+        stop = min(n, first + int((r_idx[:, 0] + needs[first : first + block]).max()))
+        gram = rows @ emb[first:stop].T  # gram[r, c]: sim of rows first+r and first+c
         c_idx = r_idx + offsets[None, :]
-        valid = c_idx < cols.shape[0]
-        out[block : block + rows.shape[0]][valid] = gram[np.broadcast_to(r_idx, c_idx.shape)[valid], c_idx[valid]]
+        valid = c_idx < gram.shape[1]
+        rr = np.broadcast_to(r_idx, c_idx.shape)[valid]
+        out[first : first + rows.shape[0]][valid] = gram[rr, c_idx[valid]]
     return out
 
 
@@ -153,7 +181,8 @@ def optimal_partition(
         token_counts: ``n`` token counts, one per sentence.
         max_tokens: the most tokens a chunk may hold.
         baseline: similarity below which two sentences are better apart; default the
-            mean similarity of the sentence pairs close enough to share a chunk.
+            mean similarity of all pairs of distinct sentences in the document (as in
+            Chroma's ClusterSemanticChunker).
         max_sentences: cap on sentences per chunk (bounds time and memory).
         break_bonus: optional ``n`` rewards for starting a chunk at each sentence
             (e.g. at paragraph starts).
@@ -170,10 +199,12 @@ def optimal_partition(
     first_fit = np.searchsorted(prefix, prefix[1:] - max_tokens, side="left")
     longest = np.clip(np.arange(1, n + 1) - first_fit, 1, max_sentences)
     width = int(longest.max())
-    band = band_similarities(embeddings, width)  # band[a, o] = sim(a, a + o)
+    emb = _normalise(embeddings)
+    last_fit = np.searchsorted(prefix, prefix[:-1] + max_tokens, side="right") - 1
+    reach = np.clip(last_fit - np.arange(n), 1, max_sentences)  # longest chunk from each start
+    band = band_similarities(emb, width, reach)  # band[a, o] = sim(a, a + o)
     if baseline is None:
-        pairs = band[:, 1:]
-        baseline = float(np.nanmean(pairs)) if np.isfinite(pairs).any() else 0.0
+        baseline = mean_pair_similarity(emb)
     # gain[j, o]: similarity of sentence j with sentence j - o, less the baseline.
     gain = np.zeros((n, width + 1))
     for o in range(1, width):

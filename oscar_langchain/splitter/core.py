@@ -264,7 +264,8 @@ def chunk_units(
     n = len(units.spans)
     if n == 0:
         return []
-    emb = np.asarray(embeddings, dtype=np.float64).reshape(n, -1)
+    emb = np.asarray(embeddings)
+    emb = emb.reshape(n, -1) if emb.dtype == np.float32 else emb.astype(np.float64).reshape(n, -1)
     distances = window_distances(emb, config.window)
     counts = np.asarray(units.tokens, dtype=np.int64)
     if config.mode == "optimal":
@@ -306,7 +307,7 @@ def chunk_text(
         rows.extend(embed(list(batch)))
         if progress is not None:
             progress(len(batch))
-    return chunk_units(units, np.asarray(rows, dtype=np.float64), config)
+    return chunk_units(units, np.asarray(rows, dtype=np.float32), config)
 
 
 def _enforce_estimate(
