@@ -194,12 +194,14 @@ def optimal_partition(
     n = counts.size
     if n == 0:
         return []
+    emb = _normalise(embeddings)
+    if emb.shape[0] != n:
+        raise ValueError(f"token_counts: {n} counts for {emb.shape[0]} embeddings")
     prefix = np.concatenate([[0], np.cumsum(counts)])
     # Longest chunk (in sentences) ending at each sentence, and the widest anywhere.
     first_fit = np.searchsorted(prefix, prefix[1:] - max_tokens, side="left")
     longest = np.clip(np.arange(1, n + 1) - first_fit, 1, max_sentences)
     width = int(longest.max())
-    emb = _normalise(embeddings)
     last_fit = np.searchsorted(prefix, prefix[:-1] + max_tokens, side="right") - 1
     reach = np.clip(last_fit - np.arange(n), 1, max_sentences)  # longest chunk from each start
     band = band_similarities(emb, width, reach)  # band[a, o] = sim(a, a + o)
