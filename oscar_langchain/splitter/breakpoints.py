@@ -224,8 +224,8 @@ def optimal_partition(
     lengths = np.arange(1, width + 1)
     for end in range(1, n + 1):
         usable = int(longest[end - 1])
-        starts = end - lengths[:usable]
-        totals = best[starts] + score[end - 1, 1 : usable + 1] + bonus[starts]
+        starts = end - lengths[usable - 1 :: -1]  # longest first: ties favour fewer chunks
+        totals = best[starts] + score[end - 1, usable:0:-1] + bonus[starts]
         pick = int(np.argmax(totals))
         best[end] = totals[pick]
         back[end] = starts[pick]

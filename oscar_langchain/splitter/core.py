@@ -403,7 +403,7 @@ def _add_overlap(
         prev_first = groups[k - 1][0]
         best = chunk
         first = a
-        while first - 1 > prev_first:
+        while first - 1 > prev_first:  # the previous chunk keeps a sentence of its own
             first -= 1
             extra = sum(units.tokens[first:a])
             if extra > config.overlap_tokens:

@@ -135,7 +135,8 @@ def test_optimal_partition_is_optimal(args: tuple[list[int], int, int, float]) -
 def test_optimal_partition_topics_and_limits() -> None:
     emb = np.array([[1, 0]] * 3 + [[0, 1]] * 3, dtype=float)
     assert optimal_partition(emb, [1] * 6, max_tokens=10) == [0, 3]
-    assert optimal_partition(emb, [1] * 6, max_tokens=2) == [0, 2, 3, 5]
+    two = optimal_partition(emb, [1] * 6, max_tokens=2)
+    assert len(two) == 4 and 3 in two  # pairs within each topic (two optimal ways)
     assert optimal_partition(emb[:2], [50, 1], max_tokens=10) == [0, 1]  # over-long alone
     with pytest.raises(ValueError, match="token_counts"):
         optimal_partition(emb, [1], max_tokens=10)
@@ -143,4 +144,5 @@ def test_optimal_partition_topics_and_limits() -> None:
     # a bonus for starting at sentence 2 moves the break there
     assert optimal_partition(emb, [1] * 6, 10, break_bonus=[0, 0, 9, 0, 0, 0]) == [0, 2, 3]
     # max_sentences caps chunk length
-    assert optimal_partition(emb, [1] * 6, 10, max_sentences=2) == [0, 2, 3, 5]
+    capped = optimal_partition(emb, [1] * 6, 10, max_sentences=2)
+    assert len(capped) == 4 and 3 in capped
