@@ -148,13 +148,15 @@ def test_min_tokens_cannot_break_the_limit() -> None:
 
 def test_overlap_repeats_previous_sentences_within_limits() -> None:
     text = " ".join(f"A{i} b{i}." for i in range(12))
-    cfg = ChunkerConfig(max_tokens=10, overlap_tokens=2, baseline=0.0)
-    chunks = chunk_text(text, lambda ts: [[1.0, 0.0]] * len(ts), cfg, words)
+
+    def by_pair(texts: list[str]) -> list[list[float]]:  # sentences 2k and 2k+1 share a topic
+        return [[1.0, 0.0] if int(t.split()[0][1:]) // 2 % 2 else [0.0, 1.0] for t in texts]
+
+    cfg = ChunkerConfig(max_tokens=10, overlap_tokens=2, mode="percentile", threshold_amount=0)
+    chunks = chunk_text(text, by_pair, cfg, words)
     check(text, chunks, cfg, words)
-    assert any(c.overlap for c in chunks)
-    for c in chunks:
-        if c.overlap:
-            assert words(text[c.start : c.start + c.overlap]) <= 2
+    assert [c.tokens for c in chunks] == [4] + [6] * 5
+    assert all(words(text[c.start : c.start + c.overlap]) == 2 for c in chunks[1:])
 
 
 def test_threshold_groups_over_the_limit_are_cut_at_their_widest_gap() -> None:
