@@ -94,7 +94,8 @@ def window_distances(embeddings: npt.ArrayLike, window: int = 1) -> FloatArray:
         left = prefix[gaps] - prefix[np.maximum(gaps - window, 0)]
         right = prefix[np.minimum(gaps + window, n)] - prefix[gaps]
         sims = np.einsum("ij,ij->i", _normalise(left), _normalise(right))
-    return np.clip(1.0 - sims.astype(np.float64), 0.0, 2.0)
+    distances: FloatArray = np.clip(1.0 - sims.astype(np.float64), 0.0, 2.0)
+    return distances
 
 
 def breakpoint_threshold(distances: FloatArray, kind: ThresholdType, amount: float) -> float:
@@ -130,7 +131,7 @@ def mean_pair_similarity(embeddings: npt.ArrayLike) -> float:
         return 0.0
     total = emb.sum(axis=0, dtype=np.float64)
     diagonal = float(np.einsum("ij,ij->", emb, emb, dtype=np.float64))
-    return (float(total @ total) - diagonal) / (n * (n - 1))
+    return (float(total @ total) - diagonal) / float(n * (n - 1))
 
 
 def band_similarities(
@@ -216,7 +217,9 @@ def optimal_partition(
     score = np.full((n, width + 1), -np.inf)
     score[:, 1] = 0.0
     for length in range(2, width + 1):
-        score[length - 1 :, length] = score[length - 2 : n - 1, length - 1] + cum_gain[length - 1 :, length - 1]
+        score[length - 1 :, length] = (
+            score[length - 2 : n - 1, length - 1] + cum_gain[length - 1 :, length - 1]
+        )
     bonus = np.zeros(n) if break_bonus is None else np.asarray(break_bonus, dtype=np.float64)
     best = np.full(n + 1, -np.inf)
     best[0] = 0.0

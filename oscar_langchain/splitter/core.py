@@ -110,7 +110,13 @@ class ChunkerConfig:
             raise ConfigurationError("min_tokens", "must be between 0 and max_tokens")
         if not 0 <= self.overlap_tokens < self.max_tokens:
             raise ConfigurationError("overlap_tokens", "must be >= 0 and < max_tokens")
-        if self.mode not in ("optimal", "percentile", "standard_deviation", "interquartile", "gradient"):
+        if self.mode not in (
+            "optimal",
+            "percentile",
+            "standard_deviation",
+            "interquartile",
+            "gradient",
+        ):
             raise ConfigurationError("mode", f"unknown mode {self.mode!r}")
         if self.threshold_amount is not None and not math.isfinite(self.threshold_amount):
             raise ConfigurationError("threshold_amount", "must be a finite number")
@@ -170,7 +176,7 @@ def _check_text(text: object) -> str:
 
 
 def split_oversized(
-    text: str, start: int, end: int, length: LengthFunction, max_tokens: int, level: int = 0
+    text: str, start: int, end: int, length: LengthFunction, max_tokens: int, *, level: int = 0
 ) -> list[tuple[int, int]]:
     """Cut ``text[start:end]`` into spans of at most ``max_tokens`` at the best boundaries.
 
@@ -187,7 +193,7 @@ def split_oversized(
     cuts = [start + m.end() for m in _FALLBACK_LEVELS[level].finditer(text, start, end)]
     bounds = [start] + [c for c in cuts if start < c < end] + [end]
     if len(bounds) == 2:
-        return split_oversized(text, start, end, length, max_tokens, level + 1)
+        return split_oversized(text, start, end, length, max_tokens, level=level + 1)
     spans: list[tuple[int, int]] = []
     cur = start
     for i in range(1, len(bounds)):
@@ -199,7 +205,7 @@ def split_oversized(
     spans.append((cur, end))
     out: list[tuple[int, int]] = []
     for s, e in spans:
-        out.extend(split_oversized(text, s, e, length, max_tokens, level + 1))
+        out.extend(split_oversized(text, s, e, length, max_tokens, level=level + 1))
     return out
 
 
@@ -257,9 +263,7 @@ def prepare_units(
     return Units(text, tuple(spans), tuple(tokens), tuple(block_end), length)
 
 
-def chunk_units(
-    units: Units, embeddings: npt.ArrayLike, config: ChunkerConfig
-) -> list[Chunk]:
+def chunk_units(units: Units, embeddings: npt.ArrayLike, config: ChunkerConfig) -> list[Chunk]:
     """Chunks of ``units.text`` from one embedding per unit (row ``i`` embeds unit ``i``)."""
     n = len(units.spans)
     if n == 0:
@@ -297,6 +301,7 @@ def chunk_text(
     embed: Callable[[list[str]], Sequence[Sequence[float]]],
     config: ChunkerConfig,
     length: LengthFunction,
+    *,
     segmenter: Segmenter | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> list[Chunk]:
@@ -383,9 +388,7 @@ def _span_text(units: Units, first: int, end: int) -> str:
     return units.text[units.spans[first][0] : units.spans[end - 1][1]]
 
 
-def _chunk(
-    units: Units, a: int, b: int, distances: npt.NDArray[np.float64], tokens: int
-) -> Chunk:
+def _chunk(units: Units, a: int, b: int, distances: npt.NDArray[np.float64], tokens: int) -> Chunk:
     score = None if a == 0 else float(distances[a - 1])
     return Chunk(units.spans[a][0], units.spans[b - 1][1], tokens, score)
 

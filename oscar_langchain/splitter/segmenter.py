@@ -43,7 +43,7 @@ DEFAULT_ABBREVIATIONS: frozenset[str] = frozenset(
         "cf", "fig", "figs", "no", "nos", "vol", "vols", "pp", "p", "ed", "eds", "al",
         "approx", "ca", "dept", "est", "gen", "gov", "sen", "rep", "col", "lt", "sgt",
         "capt", "cmdr", "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept",
-        "oct", "nov", "dec", "u.s", "u.k", "u.n", "a.m", "p.m", "ph.d", "vs", "viz",
+        "oct", "nov", "dec", "u.s", "u.k", "u.n", "a.m", "p.m", "ph.d", "viz",
         "resp", "eq", "eqs", "ref", "refs", "sec", "ch", "art", "inc", "ltd", "co", "corp",
     }
 )  # fmt: skip
@@ -84,7 +84,7 @@ _WORD_BEFORE = re.compile(r"([A-Za-z][A-Za-z.]*)$")
 
 
 class SentenceSegmenter:
-    """Markdown-aware sentence segmenter (the default).
+    r"""Markdown-aware sentence segmenter (the default).
 
     Args:
         abbreviations: lower-cased words (no final period) that do not end a sentence.

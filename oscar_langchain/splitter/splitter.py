@@ -180,7 +180,9 @@ class SemanticTextSplitter(OscarRunnable[SplitterInput, list[Document]], BaseDoc
                 if fast:  # same vectors as embed_documents, without the list round trip
                     batches.append(self._embeddings.embed_array(list(batch)))  # type: ignore[attr-defined]
                 else:
-                    batches.append(self._as_matrix(self._embeddings.embed_documents(list(batch)), len(batch)))
+                    batches.append(
+                        self._as_matrix(self._embeddings.embed_documents(list(batch)), len(batch))
+                    )
                 advance(len(batch))
         return np.vstack(batches) if batches else np.zeros((0, 1), dtype=np.float32)
 
@@ -290,9 +292,7 @@ def _as_documents(value: object) -> list[Document]:
         return [value]
     if isinstance(value, list):
         return _check_documents(value)
-    raise TypeError(
-        f"input: expected str, Document or list[Document], got {type(value).__name__}"
-    )
+    raise TypeError(f"input: expected str, Document or list[Document], got {type(value).__name__}")
 
 
 def _check_documents(documents: Iterable[Document]) -> list[Document]:

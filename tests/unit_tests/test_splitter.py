@@ -127,7 +127,9 @@ def test_other_input_errors() -> None:
     with pytest.raises(TypeError, match="unexpected keyword"):
         splitter.transform_documents([], chunk_size=3)
     with pytest.raises(TypeError, match="text: expected str"):
-        splitter.split_documents([Document(page_content="x")] * 0 + [Document.model_construct(page_content=3)])  # type: ignore[list-item]
+        splitter.split_documents(
+            [Document(page_content="x")] * 0 + [Document.model_construct(page_content=3)]
+        )  # type: ignore[list-item]
 
 
 @pytest.mark.parametrize("text", ["", "   ", "\n\t\n"])

@@ -97,7 +97,7 @@ def brute_force(emb: np.ndarray, counts: list[int], limit: int, baseline: float)
         bounds = [*starts, n]
         score = 0.0
         ok = True
-        for a, b in zip(bounds, bounds[1:]):
+        for a, b in itertools.pairwise(bounds):
             if b - a > 1 and sum(counts[a:b]) > limit:
                 ok = False
                 break
@@ -126,7 +126,7 @@ def test_optimal_partition_is_optimal(args: tuple[list[int], int, int, float]) -
     bounds = [*starts, len(counts)]
     sim = unit(emb) @ unit(emb).T - baseline
     score = 0.0
-    for a, b in zip(bounds, bounds[1:]):
+    for a, b in itertools.pairwise(bounds):
         assert b - a == 1 or sum(counts[a:b]) <= limit
         score += sim[a:b, a:b][np.triu_indices(b - a, 1)].sum()
     assert score == pytest.approx(brute_force(emb, counts, limit, baseline), abs=1e-9)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 
 import numpy as np
 import pytest
@@ -47,7 +48,7 @@ def check(text: str, chunks: list[Chunk], cfg: ChunkerConfig, length=COUNT) -> N
         return
     assert reassemble(text, chunks) == text
     assert chunks[0].start == 0 and chunks[-1].end == len(text)
-    for prev, cur in zip(chunks, chunks[1:]):
+    for prev, cur in itertools.pairwise(chunks):
         assert cur.start + cur.overlap == prev.end
     for c in chunks:
         assert c.tokens == length(text[c.start : c.end]) <= cfg.max_tokens
@@ -60,7 +61,9 @@ TEXT = st.text(
     ),
     max_size=400,
 )
-MODES = st.sampled_from(["optimal", "percentile", "standard_deviation", "interquartile", "gradient"])
+MODES = st.sampled_from(
+    ["optimal", "percentile", "standard_deviation", "interquartile", "gradient"]
+)
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -79,7 +82,12 @@ def test_chunks_reassemble_and_respect_max_tokens(
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.sampled_from(["alpha beta.", "gamma", "delta!", "\n\n", " ", "x" * 30]), max_size=40), st.integers(1, 12))
+@given(
+    st.lists(
+        st.sampled_from(["alpha beta.", "gamma", "delta!", "\n\n", " ", "x" * 30]), max_size=40
+    ),
+    st.integers(1, 12),
+)
 def test_any_length_function_is_respected(parts: list[str], max_tokens: int) -> None:
     text = " ".join(parts)
     cfg = ChunkerConfig(max_tokens=max_tokens, mode="percentile")
@@ -105,7 +113,9 @@ def test_non_string_input_is_a_clear_error(value: object) -> None:
 
 
 def test_topics_split_where_meaning_changes() -> None:
-    text = "Cats purr softly. Cats nap often. Cats purr often. Stocks fell today. Stocks rose today."
+    text = (
+        "Cats purr softly. Cats nap often. Cats purr often. Stocks fell today. Stocks rose today."
+    )
     cfg = ChunkerConfig(max_tokens=12)
     chunks = chunk_text(text, fake_embed, cfg, words)
     assert [text[c.start : c.end] for c in chunks] == [
@@ -163,7 +173,10 @@ def test_threshold_groups_over_the_limit_are_cut_at_their_widest_gap() -> None:
     text = "Cats purr. Cats nap. Dogs bark. Dogs run."
     cfg = ChunkerConfig(max_tokens=5, mode="standard_deviation", threshold_amount=100)
     chunks = chunk_text(text, fake_embed, cfg, words)
-    assert [text[c.start : c.end] for c in chunks] == ["Cats purr. Cats nap. ", "Dogs bark. Dogs run."]
+    assert [text[c.start : c.end] for c in chunks] == [
+        "Cats purr. Cats nap. ",
+        "Dogs bark. Dogs run.",
+    ]
 
 
 def test_non_additive_length_is_rechecked_on_the_chunk() -> None:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -21,8 +23,14 @@ def texts(text: str) -> list[str]:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("Dr. Watson met Mrs. Hudson. They talked.", ["Dr. Watson met Mrs. Hudson. ", "They talked."]),
-        ("Use tools, e.g. hammers. Or i.e. nails.", ["Use tools, e.g. hammers. ", "Or i.e. nails."]),
+        (
+            "Dr. Watson met Mrs. Hudson. They talked.",
+            ["Dr. Watson met Mrs. Hudson. ", "They talked."],
+        ),
+        (
+            "Use tools, e.g. hammers. Or i.e. nails.",
+            ["Use tools, e.g. hammers. ", "Or i.e. nails."],
+        ),
         ("Pi is 3.14159 roughly. Yes.", ["Pi is 3.14159 roughly. ", "Yes."]),
         (
             "See https://example.com/a.b?c=1.2 for more. Then stop.",
@@ -31,7 +39,10 @@ def texts(text: str) -> list[str]:
         ("J. R. R. Tolkien wrote books. Many.", ["J. R. R. Tolkien wrote books. ", "Many."]),
         ("Wait... what? Really! Ok.", ["Wait... ", "what? ", "Really! ", "Ok."]),
         ('He said "stop." Then left.', ['He said "stop." ', "Then left."]),
-        ("as of december 31, 2017. the company grew.", ["as of december 31, 2017. ", "the company grew."]),
+        (
+            "as of december 31, 2017. the company grew.",
+            ["as of december 31, 2017. ", "the company grew."],
+        ),
         ("Born in the U.S. in 1990. He moved.", ["Born in the U.S. in 1990. ", "He moved."]),
     ],
 )
@@ -41,7 +52,8 @@ def test_prose_rules(text: str, expected: list[str]) -> None:
 
 def test_markdown_blocks() -> None:
     text = (
-        "# Title\n\nIntro one. Intro two.\n\n## Code\n```python\nx = 1. y = 2\n\n# not a heading\n```\n"
+        "# Title\n\nIntro one. Intro two.\n\n## Code\n"
+        "```python\nx = 1. y = 2\n\n# not a heading\n```\n"
         "1. first item. More.\n2. second item\n- bullet\n\nEnd."
     )
     segs = SEG(text)
@@ -109,5 +121,5 @@ def test_segments_partition_any_text(text: str) -> None:
         assert segs == []
         return
     assert segs[0].start == 0 and segs[-1].end == len(text)
-    assert all(a.end == b.start for a, b in zip(segs, segs[1:]))
+    assert all(a.end == b.start for a, b in itertools.pairwise(segs))
     assert all(s.text(text).strip() for s in segs)
