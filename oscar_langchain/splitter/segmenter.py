@@ -91,9 +91,9 @@ class SentenceSegmenter:
 
     Example:
         >>> seg = SentenceSegmenter()
-        >>> text = "# Title\\n\\nFirst, e.g. this. Second.\\n\\n- one\\n- two\\n"
+        >>> text = "# Title\n\nFirst, e.g. this. Second.\n\n- one\n- two\n"
         >>> [text[s.start:s.end] for s in seg(text)]
-        ['# Title\\n\\n', 'First, e.g. this. ', 'Second.\\n\\n', '- one\\n', '- two\\n']
+        ['# Title\n\n', 'First, e.g. this. ', 'Second.\n\n', '- one\n', '- two\n']
     """
 
     def __init__(self, abbreviations: Iterable[str] = DEFAULT_ABBREVIATIONS) -> None:
