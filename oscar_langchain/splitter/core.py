@@ -84,7 +84,10 @@ class ChunkerConfig:
             IQR multiple); ``None`` takes the rule's default.
         window: sentences averaged on each side of a gap to score it.
         baseline: similarity below which two sentences are better apart in
-            ``"optimal"`` mode; ``None`` uses the document's mean nearby similarity.
+            ``"optimal"`` mode. The default 0.0 groups the sentences with the most
+            mutual similarity into chunks close to ``max_tokens``; higher values give
+            smaller, tighter chunks; ``None`` uses the document's mean pairwise
+            similarity (as Chroma's ClusterSemanticChunker).
         paragraph_bonus: reward (in similarity units) in ``"optimal"`` mode for a chunk
             starting at a paragraph, heading or block boundary.
         batch_size: sentences per embeddings call.
@@ -97,7 +100,7 @@ class ChunkerConfig:
     mode: BreakMode = "optimal"
     threshold_amount: float | None = None
     window: int = 1
-    baseline: float | None = None
+    baseline: float | None = 0.0
     paragraph_bonus: float = 0.0
     batch_size: int = 256
     max_sentences: int = 256

@@ -88,8 +88,9 @@ class SemanticTextSplitter(OscarRunnable[SplitterInput, list[Document]], BaseDoc
     """Amount for a threshold rule (``None``: the rule's default)."""
     window: int = 1
     """Sentences averaged on each side of a gap to score it."""
-    baseline: float | None = None
-    """``"optimal"`` mode: similarity under which sentences are better apart."""
+    baseline: float | None = 0.0
+    """``"optimal"`` mode: similarity under which sentences are better apart (higher:
+    smaller chunks; ``None``: the document's mean pairwise similarity)."""
     paragraph_bonus: float = 0.0
     """``"optimal"`` mode: reward for starting chunks at paragraph or block boundaries."""
     batch_size: int = 256
