@@ -88,8 +88,9 @@ class ChunkerConfig:
             mutual similarity into chunks close to ``max_tokens``; higher values give
             smaller, tighter chunks; ``None`` uses the document's mean pairwise
             similarity (as Chroma's ClusterSemanticChunker).
-        paragraph_bonus: reward (in similarity units) in ``"optimal"`` mode for a chunk
-            starting at a paragraph, heading or block boundary.
+        paragraph_weight: in ``"optimal"`` mode, what a break inside a paragraph costs
+            (in summed similarity) more than one at a paragraph, heading or block
+            boundary; 0 ignores the document's layout.
         batch_size: sentences per embeddings call.
         max_sentences: most sentences a chunk may hold in ``"optimal"`` mode.
     """
@@ -101,7 +102,7 @@ class ChunkerConfig:
     threshold_amount: float | None = None
     window: int = 1
     baseline: float | None = 0.0
-    paragraph_bonus: float = 0.0
+    paragraph_weight: float = 8.0
     batch_size: int = 256
     max_sentences: int = 256
 
@@ -123,8 +124,8 @@ class ChunkerConfig:
             raise ConfigurationError("mode", f"unknown mode {self.mode!r}")
         if self.threshold_amount is not None and not math.isfinite(self.threshold_amount):
             raise ConfigurationError("threshold_amount", "must be a finite number")
-        if self.paragraph_bonus < 0:
-            raise ConfigurationError("paragraph_bonus", "must be >= 0")
+        if self.paragraph_weight < 0:
+            raise ConfigurationError("paragraph_weight", "must be >= 0")
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,8 +277,10 @@ def chunk_units(units: Units, embeddings: npt.ArrayLike, config: ChunkerConfig) 
     distances = window_distances(emb, config.window)
     counts = np.asarray(units.tokens, dtype=np.int64)
     if config.mode == "optimal":
-        bonus = np.zeros(n)
-        bonus[1:] = np.asarray(units.block_end[:-1], dtype=np.float64) * config.paragraph_bonus
+        bonus = np.zeros(n)  # a break inside a paragraph costs paragraph_weight
+        bonus[1:] = (
+            np.asarray(units.block_end[:-1], dtype=np.float64) - 1.0
+        ) * config.paragraph_weight
         starts = optimal_partition(
             emb,
             counts,

@@ -91,8 +91,8 @@ class SemanticTextSplitter(OscarRunnable[SplitterInput, list[Document]], BaseDoc
     baseline: float | None = 0.0
     """``"optimal"`` mode: similarity under which sentences are better apart (higher:
     smaller chunks; ``None``: the document's mean pairwise similarity)."""
-    paragraph_bonus: float = 0.0
-    """``"optimal"`` mode: reward for starting chunks at paragraph or block boundaries."""
+    paragraph_weight: float = 8.0
+    """``"optimal"`` mode: extra cost of a break inside a paragraph (0: ignore layout)."""
     batch_size: int = 256
     """Sentences per embeddings call."""
     max_sentences: int = 256
@@ -120,7 +120,7 @@ class SemanticTextSplitter(OscarRunnable[SplitterInput, list[Document]], BaseDoc
             threshold_amount=self.threshold_amount,
             window=self.window,
             baseline=self.baseline,
-            paragraph_bonus=self.paragraph_bonus,
+            paragraph_weight=self.paragraph_weight,
             batch_size=self.batch_size,
             max_sentences=self.max_sentences,
         )

@@ -225,7 +225,7 @@ def test_custom_segmenter() -> None:
         ({"overlap_tokens": 400}, "overlap_tokens"),
         ({"mode": "magic"}, "mode"),
         ({"threshold_amount": float("nan")}, "threshold_amount"),
-        ({"paragraph_bonus": -1.0}, "paragraph_bonus"),
+        ({"paragraph_weight": -1.0}, "paragraph_weight"),
     ],
 )
 def test_config_errors_name_the_field(kwargs: dict[str, object], field: str) -> None:
@@ -234,8 +234,8 @@ def test_config_errors_name_the_field(kwargs: dict[str, object], field: str) -> 
     assert info.value.field == field
 
 
-def test_paragraph_bonus_prefers_block_boundaries() -> None:
+def test_paragraph_weight_prefers_block_boundaries() -> None:
     text = "Aa bb. Cc dd.\n\nEe ff. Gg hh."
-    cfg = ChunkerConfig(max_tokens=6, paragraph_bonus=5.0, baseline=0.0)
+    cfg = ChunkerConfig(max_tokens=6, paragraph_weight=5.0, baseline=0.0)
     chunks = chunk_text(text, lambda ts: [[1.0, 0.0]] * len(ts), cfg, words)
     assert [text[c.start : c.end] for c in chunks] == ["Aa bb. Cc dd.\n\n", "Ee ff. Gg hh."]
