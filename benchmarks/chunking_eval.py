@@ -175,8 +175,8 @@ def main() -> None:
         rows.append((name, setting, size, metrics, seconds))
         print(
             f"{name:<28} {setting:<26} mean {size:6.1f} tok  "
-            f"recall {metrics['recall']:5.1f}  precision {metrics['precision']:5.1f}  "
-            f"IoU {metrics['iou']:5.1f}  ({seconds:.0f}s)",
+            f"recall {metrics['recall']:5.1f}  precision {metrics['precision']:5.2f}  "
+            f"IoU {metrics['iou']:5.2f}  ({seconds:.0f}s)",
             flush=True,
         )
 
@@ -235,7 +235,7 @@ def main() -> None:
     print("\n| splitter | setting | mean tokens | recall | precision | IoU |")
     print("|---|---|---:|---:|---:|---:|")
     for name, setting, size, m, _ in rows:
-        metrics = f"{m['recall']:.1f} | {m['precision']:.1f} | {m['iou']:.1f}"
+        metrics = f"{m['recall']:.1f} | {m['precision']:.2f} | {m['iou']:.2f}"
         print(f"| {name} | {setting} | {size:.0f} | {metrics} |")
 
 

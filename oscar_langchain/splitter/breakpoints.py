@@ -32,6 +32,7 @@ from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
+from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
 __all__ = [
     "DEFAULT_AMOUNTS",
@@ -148,7 +149,21 @@ def band_similarities(
     needs = np.full(n, width) if reach is None else np.minimum(np.asarray(reach), width)
     out = np.full((n, width), np.nan)
     offsets = np.arange(width)
-    block = 64
+    block = max(16, width)
+    # Small products: one BLAS thread is faster and steadier than several on a busy machine.
+    with threadpool_limits(limits=1, user_api="blas"):
+        _fill_band(emb, out, needs, offsets, block)
+    return out
+
+
+def _fill_band(
+    emb: FloatArray,
+    out: FloatArray,
+    needs: npt.NDArray[np.int64],
+    offsets: npt.NDArray[np.int64],
+    block: int,
+) -> None:
+    n = emb.shape[0]
     for first in range(0, n, block):
         rows = emb[first : first + block]
         r_idx = np.arange(rows.shape[0])[:, None]
@@ -158,7 +173,6 @@ def band_similarities(
         valid = c_idx < gram.shape[1]
         rr = np.broadcast_to(r_idx, c_idx.shape)[valid]
         out[first : first + rows.shape[0]][valid] = gram[rr, c_idx[valid]]
-    return out
 
 
 def optimal_partition(
@@ -224,14 +238,15 @@ def optimal_partition(
     best = np.full(n + 1, -np.inf)
     best[0] = 0.0
     back = np.zeros(n + 1, dtype=np.int64)
-    lengths = np.arange(1, width + 1)
     for end in range(1, n + 1):
         usable = int(longest[end - 1])
-        starts = end - lengths[usable - 1 :: -1]  # longest first: ties favour fewer chunks
-        totals = best[starts] + score[end - 1, usable:0:-1] + bonus[starts]
+        first = end - usable
+        # Candidates start at first..end-1, i.e. chunk lengths usable..1 (longest first,
+        # so that ties favour fewer chunks); all views, no copies.
+        totals = best[first:end] + score[end - 1, usable:0:-1] + bonus[first:end]
         pick = int(np.argmax(totals))
         best[end] = totals[pick]
-        back[end] = starts[pick]
+        back[end] = first + pick
     cuts: list[int] = []
     at = n
     while at > 0:
