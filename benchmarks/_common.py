@@ -95,7 +95,7 @@ def semantic_chunker_spans(text: str, chunks: list[str]) -> list[Span]:
             joined += len(pieces[at]) + 1
             at += 1
         spans.append((sentence_spans[first][0], sentence_spans[at - 1][1]))
-    return spans
+    return [(s, e) for s, e in spans if e > s]  # a trailing empty "sentence" gives no span
 
 
 def find_spans(text: str, chunks: list[str]) -> list[Span]:
