@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._common import (
+from benchmarks._splitter_common import (
     COUNTER,
     DATA,
     chonkie_embeddings,

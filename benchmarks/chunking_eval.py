@@ -28,7 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks._common import (
+from benchmarks._splitter_common import (
     COUNTER,
     DATA,
     CachedEmbeddings,
