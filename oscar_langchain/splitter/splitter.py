@@ -142,6 +142,10 @@ class SemanticTextSplitter(OscarRunnable[SplitterInput, list[Document]], BaseDoc
         """The validated chunking settings."""
         return self._config
 
+    def count_tokens(self, text: str) -> int:
+        """Length of ``text`` by the splitter's length function (what ``max_tokens`` bounds)."""
+        return self._length(text)
+
     # -- the shared steps --------------------------------------------------------------
 
     def _units(self, text: object) -> Units:

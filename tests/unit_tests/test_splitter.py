@@ -170,6 +170,7 @@ def test_defaults_are_offline_embeddings_and_token_counter() -> None:
     assert all(TokenCounter().count(d) <= 16 for d in docs)
     assert isinstance(splitter._embeddings, OfflineEmbeddings)
     assert splitter.config.max_tokens == 16
+    assert splitter.count_tokens("hello world") == 2
 
 
 def test_bad_embeddings_output_is_reported() -> None:
