@@ -1,6 +1,14 @@
 """oscar-langchain: production-grade LLM middleware for LangChain."""
 
 from oscar_langchain._runnable import OscarRunnable, annotate_run, child_config
+from oscar_langchain.breaker_store import InMemoryBreakerStore, RedisBreakerStore
+from oscar_langchain.circuit_breaker import (
+    BreakerConfig,
+    BreakerSnapshot,
+    CircuitBreaker,
+    CircuitState,
+)
+from oscar_langchain.embeddings import OfflineEmbeddings
 from oscar_langchain.errors import (
     AttemptRecord,
     CacheError,
@@ -20,23 +28,48 @@ from oscar_langchain.errors import (
     classify_error,
     safe_execute,
 )
+from oscar_langchain.failover import FailoverRunnable, with_failover
+from oscar_langchain.failover_policy import RetryPolicy
+from oscar_langchain.local import LocalModelServer, LocalServerError, LocalServerSettings
+from oscar_langchain.models import ModelInfo, ModelRegistry, default_registry, estimate_cost
+from oscar_langchain.routing import Route, RouteDecision
+from oscar_langchain.routing.router import RouterRunnable
+from oscar_langchain.tokens import TokenCounter, encoding_for, get_encoding
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AttemptRecord",
+    "BreakerConfig",
+    "BreakerSnapshot",
     "CacheError",
+    "CircuitBreaker",
     "CircuitOpenError",
+    "CircuitState",
     "ConfigurationError",
     "EnsembleError",
     "ErrorClassification",
     "ErrorKind",
     "FailoverError",
+    "FailoverRunnable",
+    "InMemoryBreakerStore",
+    "LocalModelServer",
+    "LocalServerError",
+    "LocalServerSettings",
+    "ModelInfo",
+    "ModelRegistry",
+    "OfflineEmbeddings",
     "OscarError",
     "OscarRunnable",
+    "RedisBreakerStore",
     "RetrievalError",
+    "RetryPolicy",
+    "Route",
+    "RouteDecision",
     "RouterError",
+    "RouterRunnable",
     "SafeResult",
+    "TokenCounter",
     "TokenizerError",
     "UnknownModelError",
     "__version__",
@@ -44,5 +77,10 @@ __all__ = [
     "asafe_execute",
     "child_config",
     "classify_error",
+    "default_registry",
+    "encoding_for",
+    "estimate_cost",
+    "get_encoding",
     "safe_execute",
+    "with_failover",
 ]

@@ -30,7 +30,16 @@ from langchain_core.callbacks import (
     CallbackManagerForChainRun,
 )
 from langchain_core.runnables import RunnableConfig, RunnableSerializable
-from langchain_core.runnables.config import merge_configs, patch_config
+from langchain_core.runnables.config import (
+    ensure_config,
+    get_async_callback_manager_for_config,
+    get_callback_manager_for_config,
+    merge_configs,
+    patch_config,
+    set_config_context,
+)
+from langchain_core.runnables.utils import coro_with_context
+from pydantic import ConfigDict
 
 __all__ = [
     "ANNOTATION_EVENT",
@@ -93,6 +102,8 @@ class OscarRunnable(RunnableSerializable[Input, Output], Generic[Input, Output])
     subclasses that can stream override ``_stream``/``_astream``.
     """
 
+    model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
+
     def _invoke(
         self, input: Input, run_manager: CallbackManagerForChainRun, config: RunnableConfig
     ) -> Output:
@@ -119,15 +130,49 @@ class OscarRunnable(RunnableSerializable[Input, Output], Generic[Input, Output])
     ) -> AsyncIterator[Output]:
         yield await self._ainvoke(input, run_manager, config)
 
+    # invoke/ainvoke open the run exactly as Runnable._call_with_config does, but call our
+    # method directly: _call_with_config inspects the callee's signature twice per call.
     def invoke(self, input: Input, config: RunnableConfig | None = None, **kwargs: Any) -> Output:
         """Run on one input (LangChain ``Runnable.invoke``)."""
-        return self._call_with_config(self._invoke, input, config, **kwargs)
+        config = ensure_config(config)
+        run_manager = get_callback_manager_for_config(config).on_chain_start(
+            None,
+            input,
+            name=config.get("run_name") or self.get_name(),
+            run_id=config.pop("run_id", None),
+        )
+        try:
+            child = patch_config(config, callbacks=run_manager.get_child())
+            with set_config_context(child) as context:
+                output = context.run(self._invoke, input, run_manager, child, **kwargs)
+        except BaseException as exc:
+            run_manager.on_chain_error(exc)
+            raise
+        run_manager.on_chain_end(output)
+        return output
 
     async def ainvoke(
         self, input: Input, config: RunnableConfig | None = None, **kwargs: Any
     ) -> Output:
         """Run on one input asynchronously (LangChain ``Runnable.ainvoke``)."""
-        return await self._acall_with_config(self._ainvoke, input, config, **kwargs)
+        config = ensure_config(config)
+        run_manager = await get_async_callback_manager_for_config(config).on_chain_start(
+            None,
+            input,
+            name=config.get("run_name") or self.get_name(),
+            run_id=config.pop("run_id", None),
+        )
+        try:
+            child = patch_config(config, callbacks=run_manager.get_child())
+            with set_config_context(child) as context:
+                output: Output = await coro_with_context(
+                    self._ainvoke(input, run_manager, child, **kwargs), context
+                )
+        except BaseException as exc:
+            await run_manager.on_chain_error(exc)
+            raise
+        await run_manager.on_chain_end(output)
+        return output
 
     def _transform(
         self,
@@ -168,4 +213,3 @@ class OscarRunnable(RunnableSerializable[Input, Output], Generic[Input, Output])
             one(), self._atransform, config, **kwargs
         ):
             yield chunk
-

@@ -195,7 +195,8 @@ class ErrorClassification:
 
 _CONTEXT_PATTERNS = re.compile(
     r"context[_ ]length|maximum context|context window|too many tokens|prompt is too long"
-    r"|exceeds? the (?:maximum|max)|input is too long|reduce the length",
+    r"|exceeds? the (?:maximum|max)|input is too long|reduce the length|context size"
+    r"|exceed_context",
     re.IGNORECASE,
 )
 _TIMEOUT_NAMES = ("timeout", "timedout")
@@ -263,13 +264,14 @@ def _retry_after(exc: BaseException) -> float | None:
 
 
 def _error_code(exc: BaseException) -> str:
-    code = getattr(exc, "code", None)
+    """The error's ``code`` and ``type`` fields (attribute or JSON body), space-joined."""
+    parts = [getattr(exc, "code", None), getattr(exc, "type", None)]
     body = getattr(exc, "body", None)
     if isinstance(body, Mapping):
         inner = body.get("error", body)
         if isinstance(inner, Mapping):
-            code = code or inner.get("code") or inner.get("type")
-    return str(code or "")
+            parts += [inner.get("code"), inner.get("type")]
+    return " ".join(str(p) for p in parts if p)
 
 
 def _classify_one(exc: BaseException) -> ErrorClassification | None:

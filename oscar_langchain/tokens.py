@@ -20,6 +20,8 @@ import base64
 import gzip
 import hashlib
 import json
+import os
+import re
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -184,6 +186,27 @@ _IMAGE_TOKENS = 85  # a low-detail image; high-detail images depend on their siz
 _ROLES = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool"}
 
 
+# A space between two ASCII letters is a pre-token boundary in both encodings' split
+# patterns (no pattern lets a word run on past a space), so text cut there encodes to
+# exactly the same ids, piece by piece: large texts are encoded on several threads.
+_SAFE_CUT = re.compile(r"(?<=[A-Za-z]) (?=[A-Za-z])")
+
+
+def _safe_pieces(text: str, pieces: int) -> list[str]:
+    """Cut ``text`` into about ``pieces`` parts at pre-token boundaries."""
+    step = len(text) // pieces
+    out: list[str] = []
+    start = 0
+    for k in range(1, pieces):
+        match = _SAFE_CUT.search(text, max(start, k * step))
+        if match is None:
+            break
+        out.append(text[start : match.start()])
+        start = match.start()
+    out.append(text[start:])
+    return out
+
+
 def _check_text(text: object, name: str = "text") -> str:
     if not isinstance(text, str):
         raise ConfigurationError(name, f"must be a str, got {type(text).__name__}")
@@ -195,6 +218,10 @@ class TokenCounter:
 
     Args:
         encoding: ``"o200k_base"`` (default) or ``"cl100k_base"``.
+        num_threads: threads for texts longer than ``parallel_threshold`` characters
+            (default: the number of CPUs). Results are identical to one-thread encoding.
+        parallel_threshold: texts at least this long are cut at pre-token boundaries
+            and encoded in parallel.
 
     Example:
         >>> from langchain_core.messages import HumanMessage, SystemMessage
@@ -205,10 +232,40 @@ class TokenCounter:
         'one two'
     """
 
-    def __init__(self, encoding: str = "o200k_base") -> None:
+    def __init__(
+        self,
+        encoding: str = "o200k_base",
+        num_threads: int | None = None,
+        parallel_threshold: int = 1 << 18,
+    ) -> None:
+        threads = num_threads if num_threads is not None else (os.cpu_count() or 1)
+        if not isinstance(threads, int) or threads < 1:
+            raise ConfigurationError("num_threads", f"must be an integer >= 1, got {threads!r}")
+        if not isinstance(parallel_threshold, int) or parallel_threshold < 1:
+            raise ConfigurationError(
+                "parallel_threshold", f"must be an integer >= 1, got {parallel_threshold!r}"
+            )
         self.encoding_name = encoding
         self.encoding = get_encoding(encoding)
-        self._encode = self.encoding.encode_ordinary
+        self.num_threads = threads
+        self.parallel_threshold = parallel_threshold
+        self._ordinary = self.encoding.encode_ordinary
+
+    def _encode(self, text: str) -> list[int]:
+        if len(text) < self.parallel_threshold or self.num_threads == 1:
+            return self._ordinary(text)
+        pieces = _safe_pieces(text, self.num_threads * 4)
+        if len(pieces) == 1:
+            return self._ordinary(text)
+        batches = self.encoding.encode_ordinary_batch(pieces, num_threads=self.num_threads)
+        return [token for batch in batches for token in batch]
+
+    def _count(self, text: str) -> int:
+        if len(text) < self.parallel_threshold or self.num_threads == 1:
+            return len(self._ordinary(text))
+        pieces = _safe_pieces(text, self.num_threads * 4)
+        batches = self.encoding.encode_ordinary_batch(pieces, num_threads=self.num_threads)
+        return sum(len(batch) for batch in batches)
 
     @classmethod
     def for_model(
@@ -227,13 +284,13 @@ class TokenCounter:
 
     def count(self, text: str) -> int:
         """Number of tokens in ``text``."""
-        return len(self._encode(_check_text(text)))
+        return self._count(_check_text(text))
 
-    def count_batch(self, texts: Sequence[str], num_threads: int = 2) -> list[int]:
+    def count_batch(self, texts: Sequence[str]) -> list[int]:
         """Token counts of many texts, encoded on ``num_threads`` threads."""
         for i, text in enumerate(texts):
             _check_text(text, f"texts[{i}]")
-        batches = self.encoding.encode_ordinary_batch(list(texts), num_threads=num_threads)
+        batches = self.encoding.encode_ordinary_batch(list(texts), num_threads=self.num_threads)
         return [len(ids) for ids in batches]
 
     def _content_tokens(self, content: Any) -> int:
@@ -290,7 +347,7 @@ class TokenCounter:
         if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 0:
             raise ConfigurationError("max_tokens", f"must be an integer >= 0, got {max_tokens!r}")
         if isinstance(text_or_messages, str):
-            ids = self._encode(text_or_messages)
+            ids = self._ordinary(text_or_messages)
             if len(ids) <= max_tokens:
                 return text_or_messages
             return self.encoding.decode_bytes(ids[:max_tokens]).decode("utf-8", errors="ignore")
@@ -318,4 +375,3 @@ class TokenCounter:
 
     def __repr__(self) -> str:
         return f"TokenCounter({self.encoding_name!r})"
-

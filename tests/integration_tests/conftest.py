@@ -6,6 +6,12 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests._support.backends import (  # noqa: F401 - fixtures, registered by import
+    chaos_proxy,
+    chaos_server,
+    local_model_server,
+    local_model_server_factory,
+)
 from tests._support.redis_server import RedisServer
 
 

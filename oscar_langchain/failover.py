@@ -1,0 +1,423 @@
+"""FailoverRunnable: ordered candidates, each behind a circuit breaker, none lost.
+
+Each request tries the candidates in order. A candidate whose breaker is open is
+skipped without a call; a retryable failure (time-out, 5xx, connection, rate limit)
+is retried on the same candidate with exponential backoff, jitter and the server's
+``Retry-After`` (tenacity, with injected ``sleep``/``asleep``); a context-length
+overflow skips to the next candidate with a larger context window; any other
+failure moves on. When every candidate failed, :class:`FailoverError` carries every
+attempt (candidate, error, classification, duration).
+
+Every attempt is a child run tagged ``oscar.candidate:<name>`` with metadata
+``oscar.candidate`` and ``oscar.attempt``; the run is annotated with ``oscar.route``
+and ``oscar.breaker.state``; a message output carries ``oscar.route``,
+``oscar.candidate`` and ``oscar.attempts`` in ``response_metadata``.
+
+Streaming: failures before the first chunk fail over transparently. After it,
+``stream_policy`` decides: ``"raise"`` raises :class:`FailoverError`; ``"continue"``
+sends the partial answer to the next candidate as context (the conversation plus
+the partial AI message and ``continuation_prompt``) and streams only the
+continuation.
+
+Example:
+    >>> from langchain_core.runnables import RunnableLambda
+    >>> def down(_):
+    ...     raise TimeoutError("primary down")
+    >>> chain = with_failover(
+    ...     RunnableLambda(down, name="primary"), RunnableLambda(lambda x: x * 2, name="backup"),
+    ...     retry=RetryPolicy(max_attempts=1),
+    ... )
+    >>> chain.invoke(21), chain.health()["primary"]["calls"]
+    (42, 1)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextvars
+import importlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from functools import partial
+from typing import Any, Literal
+
+from langchain_core.callbacks import (
+    AsyncCallbackManagerForChainRun,
+    CallbackManagerForChainRun,
+)
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, convert_to_messages
+from langchain_core.prompt_values import PromptValue
+from langchain_core.runnables import Runnable, RunnableConfig
+from pydantic import ConfigDict, Field, PrivateAttr
+
+from oscar_langchain._runnable import OscarRunnable, aannotate_run, annotate_run, child_config
+from oscar_langchain.breaker_machine import BreakerConfig
+from oscar_langchain.breaker_store import BreakerStore
+from oscar_langchain.circuit_breaker import BreakerEvent, CircuitBreaker
+from oscar_langchain.errors import ConfigurationError, UnknownModelError
+from oscar_langchain.failover_policy import FailoverRoute, RetryPolicy
+from oscar_langchain.failover_stream import astream_with_failover, stream_with_failover
+
+__all__ = ["AttemptTimeoutError", "FailoverRunnable", "RetryPolicy", "with_failover"]
+
+_CONTINUE = (
+    "Your previous answer was cut off. Continue it exactly where it stopped, "
+    "without repeating anything already written."
+)
+
+
+class AttemptTimeoutError(TimeoutError):
+    """One attempt took longer than ``attempt_timeout``."""
+
+
+def _candidate_name(runnable: Runnable[Any, Any], index: int) -> str:
+    for attr in ("model_name", "model", "deployment_name"):
+        value = getattr(runnable, attr, None)
+        if isinstance(value, str) and value:
+            return value
+    return runnable.get_name() or f"candidate{index}"
+
+
+def _unique(names: Sequence[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        out.append(name if seen[name] == 1 else f"{name}#{seen[name]}")
+    return out
+
+
+def _to_messages(value: Any) -> list[BaseMessage]:
+    if isinstance(value, PromptValue):
+        return value.to_messages()
+    if isinstance(value, str):
+        return [HumanMessage(value)]
+    return list(convert_to_messages(value))
+
+
+def _traced(run_manager: CallbackManagerForChainRun | AsyncCallbackManagerForChainRun) -> bool:
+    """Whether anyone listens to this run (annotations are skipped otherwise)."""
+    return bool(run_manager.handlers or run_manager.inheritable_handlers)
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, BaseMessage):
+        return value.text
+    return str(value)
+
+
+class FailoverRunnable(OscarRunnable[Any, Any]):
+    """Ordered candidates, each behind its own circuit breaker (see the module doc).
+
+    Example:
+        >>> from langchain_core.language_models import FakeListChatModel
+        >>> chain = FailoverRunnable(candidates=[FakeListChatModel(responses=["hi"])])
+        >>> msg = chain.invoke("hello")
+        >>> msg.content, msg.response_metadata["oscar.route"]
+        ('hi', ['FakeListChatModel'])
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
+
+    candidates: list[Runnable[Any, Any]]
+    """The runnables to try, in order (typically chat models)."""
+    names: list[str] | None = None
+    """Names of the candidates (default: model name, else the runnable's name)."""
+    breaker_config: BreakerConfig = Field(default_factory=BreakerConfig)
+    """Window and thresholds of each candidate's breaker."""
+    breaker_store: Any = None
+    """Where the breakers keep state (default: memory; a RedisBreakerStore to share)."""
+    breaker_listeners: list[Callable[[BreakerEvent], None]] = Field(default_factory=list)
+    """Called with every breaker event of every candidate."""
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    """Retries per candidate."""
+    attempt_timeout: float | None = None
+    """Seconds one attempt may take (for streams: until each chunk arrives, async only)."""
+    stream_policy: Literal["raise", "continue"] = "raise"
+    """What to do when a stream fails after its first chunk."""
+    continuation_prompt: str = _CONTINUE
+    """Instruction sent with the partial answer under ``stream_policy="continue"``."""
+    context_windows: dict[str, int] = Field(default_factory=dict)
+    """Context window per candidate name; others are looked up in the model registry."""
+    registry: Any = None
+    """A ``ModelRegistry`` (default: ``oscar_langchain.models.default_registry()``)."""
+    clock: Callable[[], float] | None = None
+    """Clock of the breakers (default: monotonic, or wall time for a shared store)."""
+    sleep: Callable[[float], None] = time.sleep
+    """How sync retries wait."""
+    asleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    """How async retries wait."""
+
+    _names: list[str] = PrivateAttr(default_factory=list)
+    _breakers: list[CircuitBreaker] = PrivateAttr(default_factory=list)
+    _windows: list[int | None] = PrivateAttr(default_factory=list)
+
+    def model_post_init(self, context: Any, /) -> None:
+        """Check the arguments and build one breaker per candidate."""
+        if not self.candidates:
+            raise ConfigurationError("candidates", "give at least one runnable")
+        if self.names is not None and len(self.names) != len(self.candidates):
+            raise ConfigurationError("names", "must have one name per candidate")
+        if self.attempt_timeout is not None and self.attempt_timeout <= 0:
+            raise ConfigurationError("attempt_timeout", "must be > 0 or None")
+        if self.breaker_store is not None and not isinstance(self.breaker_store, BreakerStore):
+            raise ConfigurationError("breaker_store", "must implement BreakerStore")
+        raw = self.names or [_candidate_name(c, i) for i, c in enumerate(self.candidates)]
+        self._names = _unique(raw)
+        self._breakers = [
+            CircuitBreaker(
+                name,
+                self.breaker_config,
+                store=self.breaker_store,
+                clock=self.clock,
+                listeners=self.breaker_listeners,
+            )
+            for name in self._names
+        ]
+        self._windows = [self._window(i) for i in range(len(self.candidates))]
+
+    @property
+    def breakers(self) -> dict[str, CircuitBreaker]:
+        """Each candidate's breaker, by candidate name."""
+        return dict(zip(self._names, self._breakers, strict=True))
+
+    def health(self) -> dict[str, dict[str, Any]]:
+        """Each candidate's breaker snapshot, by candidate name, in order."""
+        return {name: b.snapshot().to_dict() for name, b in self.breakers.items()}
+
+    def _window(self, index: int) -> int | None:
+        name = self._names[index]
+        if name in self.context_windows:
+            return self.context_windows[name]
+        registry = self.registry
+        if registry is None:
+            try:
+                registry = importlib.import_module("oscar_langchain.models").default_registry()
+            except ImportError:
+                return None
+        model = _candidate_name(self.candidates[index], index)
+        try:
+            return int(registry.get(model).context_window)
+        except UnknownModelError:
+            return None
+
+    def _route(self) -> FailoverRoute:
+        return FailoverRoute(self._names, self._windows)
+
+    def _config(
+        self,
+        config: RunnableConfig,
+        run_manager: CallbackManagerForChainRun | AsyncCallbackManagerForChainRun,
+        index: int,
+        attempt: int,
+    ) -> RunnableConfig:
+        name = self._names[index]
+        meta = {"oscar.candidate": name, "oscar.attempt": attempt}
+        return child_config(config, run_manager, tag=f"oscar.candidate:{name}", metadata=meta)
+
+    def _finish(self, output: Any, route: FailoverRoute, index: int) -> tuple[Any, dict[str, Any]]:
+        meta = route.metadata(index)
+        if isinstance(output, BaseMessage):
+            merged = {**output.response_metadata, **meta}
+            output = output.model_copy(update={"response_metadata": merged})
+        return output, {
+            "oscar.route": " > ".join(route.tried),
+            "oscar.candidate": self._names[index],
+            "oscar.breaker.state": self._breakers[index].last_state.value,
+            "oscar.attempts": meta["oscar.attempts"],
+        }
+
+    # -- invoke ------------------------------------------------------------------
+    def _call(self, index: int, input: Any, config: RunnableConfig) -> Any:
+        candidate = self.candidates[index]
+        if self.attempt_timeout is None:
+            return candidate.invoke(input, config)
+        pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="oscar-failover")
+        context = contextvars.copy_context()
+        future = pool.submit(context.run, candidate.invoke, input, config)
+        try:
+            return future.result(timeout=self.attempt_timeout)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise AttemptTimeoutError(
+                f"{self._names[index]} took longer than {self.attempt_timeout}s"
+            ) from None
+        finally:
+            pool.shutdown(wait=False)
+
+    def _attempt(
+        self,
+        index: int,
+        attempt: int,
+        *,
+        input: Any,
+        run_manager: CallbackManagerForChainRun,
+        config: RunnableConfig,
+        route: FailoverRoute,
+    ) -> Any:
+        breaker = self._breakers[index]
+        start = breaker.clock()
+        try:
+            permit = breaker.acquire()
+        except Exception as exc:
+            route.record(index, attempt, exc, 0.0)
+            raise
+        try:
+            output = self._call(index, input, self._config(config, run_manager, index, attempt))
+        except BaseException as exc:
+            breaker.report(permit, exc)
+            if isinstance(exc, Exception):
+                route.record(index, attempt, exc, breaker.clock() - start)
+            raise
+        breaker.report(permit)
+        return output
+
+    def _invoke(
+        self, input: Any, run_manager: CallbackManagerForChainRun, config: RunnableConfig
+    ) -> Any:
+        route = self._route()
+        for index in range(len(self.candidates)):
+            if not route.eligible(index):
+                continue
+            try:
+                output = self.retry.run(
+                    partial(
+                        self._attempt,
+                        index,
+                        input=input,
+                        run_manager=run_manager,
+                        config=config,
+                        route=route,
+                    ),
+                    self.sleep,
+                )
+            except Exception:  # noqa: BLE001 - recorded in route; try the next candidate
+                continue
+            output, attributes = self._finish(output, route, index)
+            if _traced(run_manager):
+                annotate_run(run_manager, attributes)
+            return output
+        raise route.error()
+
+    async def _aattempt(
+        self,
+        index: int,
+        attempt: int,
+        *,
+        input: Any,
+        run_manager: AsyncCallbackManagerForChainRun,
+        config: RunnableConfig,
+        route: FailoverRoute,
+    ) -> Any:
+        breaker = self._breakers[index]
+        start = breaker.clock()
+        try:
+            permit = await breaker.aacquire()
+        except Exception as exc:
+            route.record(index, attempt, exc, 0.0)
+            raise
+        child = self._config(config, run_manager, index, attempt)
+        try:
+            call = self.candidates[index].ainvoke(input, child)
+            if self.attempt_timeout is None:
+                output = await call
+            else:
+                output = await self._await_within(call, index)
+        except BaseException as exc:
+            await breaker.areport(permit, exc)
+            if isinstance(exc, Exception):
+                route.record(index, attempt, exc, breaker.clock() - start)
+            raise
+        await breaker.areport(permit)
+        return output
+
+    async def _await_within(self, call: Awaitable[Any], index: int) -> Any:
+        try:
+            return await asyncio.wait_for(call, self.attempt_timeout)
+        except asyncio.TimeoutError:
+            raise AttemptTimeoutError(
+                f"{self._names[index]} took longer than {self.attempt_timeout}s"
+            ) from None
+
+    async def _ainvoke(
+        self, input: Any, run_manager: AsyncCallbackManagerForChainRun, config: RunnableConfig
+    ) -> Any:
+        route = self._route()
+        for index in range(len(self.candidates)):
+            if not route.eligible(index):
+                continue
+            try:
+                output = await self.retry.arun(
+                    partial(
+                        self._aattempt,
+                        index,
+                        input=input,
+                        run_manager=run_manager,
+                        config=config,
+                        route=route,
+                    ),
+                    self.asleep,
+                )
+            except Exception:  # noqa: BLE001 - recorded in route; try the next candidate
+                continue
+            output, attributes = self._finish(output, route, index)
+            if _traced(run_manager):
+                await aannotate_run(run_manager, attributes)
+            return output
+        raise route.error()
+
+    # -- stream ------------------------------------------------------------------
+    def _continuation(self, input: Any, partial: Any) -> Any:
+        return [
+            *_to_messages(input),
+            AIMessage(_text(partial)),
+            HumanMessage(self.continuation_prompt),
+        ]
+
+    def _after_first_chunk(
+        self, route: FailoverRoute, error: Exception, input: Any, partial: Any
+    ) -> Any:
+        """The next candidate's input after a mid-stream failure, or raise (per the policy)."""
+        if self.stream_policy == "raise":
+            raise route.error("stream failed after its first chunk") from error
+        return self._continuation(input, partial)
+
+    def _stream(
+        self, input: Any, run_manager: CallbackManagerForChainRun, config: RunnableConfig
+    ) -> Iterator[Any]:
+        yield from stream_with_failover(self, input, run_manager, config)
+
+    async def _astream(
+        self, input: Any, run_manager: AsyncCallbackManagerForChainRun, config: RunnableConfig
+    ) -> AsyncIterator[Any]:
+        async for chunk in astream_with_failover(self, input, run_manager, config):
+            yield chunk
+
+
+def with_failover(
+    primary: Runnable[Any, Any],
+    *fallbacks: Runnable[Any, Any],
+    retry: RetryPolicy | None = None,
+    breaker_config: BreakerConfig | None = None,
+    breaker_store: BreakerStore | None = None,
+    attempt_timeout: float | None = None,
+    stream_policy: Literal["raise", "continue"] = "raise",
+) -> FailoverRunnable:
+    """``primary`` with ``fallbacks`` behind breakers, in one line.
+
+    Example:
+        >>> from langchain_core.runnables import RunnableLambda
+        >>> with_failover(RunnableLambda(lambda x: x + 1)).invoke(1)
+        2
+    """
+    options: dict[str, Any] = {
+        "attempt_timeout": attempt_timeout,
+        "stream_policy": stream_policy,
+        "breaker_store": breaker_store,
+    }
+    if retry is not None:
+        options["retry"] = retry
+    if breaker_config is not None:
+        options["breaker_config"] = breaker_config
+    return FailoverRunnable(candidates=[primary, *fallbacks], **options)

@@ -1,0 +1,341 @@
+"""FailoverRunnable on fake chat models: retries, breakers, overflow, batch, streams, runs."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import pytest
+from langchain_core.messages import AIMessage, HumanMessage
+from langchain_core.runnables import RunnableLambda
+
+from oscar_langchain.circuit_breaker import BreakerConfig, CircuitState
+from oscar_langchain.errors import ConfigurationError, ErrorKind, FailoverError
+from oscar_langchain.failover import (
+    AttemptTimeoutError,
+    FailoverRunnable,
+    RetryPolicy,
+    with_failover,
+)
+from oscar_langchain.failover_policy import FailoverRoute
+from tests.unit_tests.failover_fakes import APIError, FlakyChat, RunRecorder, context_overflow
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Sleeps:
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+
+    async def asleep(self, seconds: float) -> None:
+        self.waits.append(seconds)
+
+
+def build(*candidates: Any, **options: Any) -> tuple[FailoverRunnable, Sleeps, Clock]:
+    sleeps, clock = Sleeps(), Clock()
+    options.setdefault("retry", RetryPolicy(max_attempts=2, initial_backoff=0.1, jitter=0.0))
+    options.setdefault(
+        "breaker_config", BreakerConfig(window_size=4, minimum_calls=4, open_duration=10)
+    )
+    runnable = FailoverRunnable(
+        candidates=list(candidates), sleep=sleeps, asleep=sleeps.asleep, clock=clock, **options
+    )
+    return runnable, sleeps, clock
+
+
+def test_retries_then_fails_over_with_route_metadata() -> None:
+    a = FlakyChat(model_name="a", errors=[APIError(500), APIError(503)])
+    b = FlakyChat(model_name="b", reply="from b")
+    chain, sleeps, _ = build(a, b)
+    out = chain.invoke("hi")
+    assert out.content == "from b"
+    assert out.response_metadata["oscar.route"] == ["a", "b"]
+    assert out.response_metadata["oscar.candidate"] == "b"
+    assert out.response_metadata["oscar.attempts"] == 3
+    assert (a.calls, b.calls) == (2, 1)
+    assert sleeps.waits == [pytest.approx(0.1)]
+
+
+def test_all_fail_raises_failover_error_with_every_attempt() -> None:
+    a = FlakyChat(model_name="a", errors=[APIError(500), APIError(500)])
+    b = FlakyChat(model_name="b", errors=[APIError(401, "bad key")])
+    chain, _, _ = build(a, b)
+    with pytest.raises(FailoverError) as info:
+        chain.invoke("hi")
+    attempts = info.value.attempts
+    assert [(r.candidate, r.attempt, r.classification.kind) for r in attempts] == [
+        ("a", 1, ErrorKind.SERVER),
+        ("a", 2, ErrorKind.SERVER),
+        ("b", 1, ErrorKind.AUTH),
+    ]
+    assert chain.health()["b"]["calls"] == 0  # auth errors do not count against b
+
+
+def test_retry_after_is_honoured_and_long_waits_move_on() -> None:
+    a = FlakyChat(model_name="a", errors=[APIError(429, "slow down", retry_after=3)])
+    chain, sleeps, _ = build(a, FlakyChat(model_name="b"))
+    assert chain.invoke("x").response_metadata["oscar.candidate"] == "a"
+    assert sleeps.waits == [3.0]
+    a2 = FlakyChat(model_name="a", errors=[APIError(429, "later", retry_after=120)])
+    chain2, sleeps2, _ = build(a2, FlakyChat(model_name="b"))
+    assert chain2.invoke("x").response_metadata["oscar.candidate"] == "b"
+    assert sleeps2.waits == []
+    assert a2.calls == 1
+
+
+def test_bad_request_is_not_retried() -> None:
+    a = FlakyChat(model_name="a", errors=[APIError(400, "invalid tool schema")])
+    chain, sleeps, _ = build(a, FlakyChat(model_name="b"))
+    assert chain.invoke("x").response_metadata["oscar.route"] == ["a", "b"]
+    assert a.calls == 1 and sleeps.waits == []
+    assert chain.health()["a"]["calls"] == 0
+
+
+def test_context_overflow_skips_to_a_larger_window() -> None:
+    small = FlakyChat(model_name="small", errors=[context_overflow()])
+    same = FlakyChat(model_name="same")
+    big = FlakyChat(model_name="big", reply="big")
+    chain, sleeps, _ = build(
+        small, same, big, context_windows={"small": 8192, "same": 8192, "big": 128000}
+    )
+    out = chain.invoke("long prompt")
+    assert out.content == "big"
+    assert (small.calls, same.calls, big.calls) == (1, 0, 1)
+    assert sleeps.waits == []
+    assert chain.health()["small"]["calls"] == 0
+
+
+def test_context_windows_from_a_registry() -> None:
+    class Info:
+        def __init__(self, window: int) -> None:
+            self.context_window = window
+
+    class Registry:
+        def get(self, name: str) -> Info:
+            from oscar_langchain.errors import UnknownModelError
+
+            if name == "unknown":
+                raise UnknownModelError(name)
+            return Info({"small": 8000, "big": 100000}[name])
+
+    chain, _, _ = build(
+        FlakyChat(model_name="small"),
+        FlakyChat(model_name="unknown"),
+        FlakyChat(model_name="big"),
+        registry=Registry(),
+    )
+    assert chain._windows == [8000, None, 100000]
+
+
+def test_open_breaker_is_skipped_without_a_call_then_recovers() -> None:
+    a = FlakyChat(model_name="a", errors=[APIError(500)] * 4)
+    b = FlakyChat(model_name="b")
+    chain, _, clock = build(a, b)
+    for _ in range(2):
+        chain.invoke("x")  # two calls, two attempts each: 4 failures open a
+    assert chain.breakers["a"].state is CircuitState.OPEN
+    out = chain.invoke("x")
+    assert a.calls == 4  # skipped without a call
+    assert out.response_metadata["oscar.route"] == ["a", "b"]
+    clock.now = 10.0
+    out = chain.invoke("x")  # half-open probe succeeds
+    assert out.response_metadata["oscar.candidate"] == "a"
+    assert chain.breakers["a"].state is CircuitState.CLOSED
+    assert chain.health()["a"]["state"] == "closed"
+
+
+def test_attempt_timeout_sync_and_async() -> None:
+    release = threading.Event()
+
+    def hang(_: Any) -> str:
+        release.wait(5)
+        return "late"
+
+    chain, _, _ = build(
+        RunnableLambda(hang, name="hang"),
+        RunnableLambda(lambda x: "fast", name="fast"),
+        attempt_timeout=0.01,
+        retry=RetryPolicy(max_attempts=1),
+    )
+    try:
+        assert chain.invoke("x") == "fast"
+    finally:
+        release.set()
+
+    async def ahang(_: Any) -> str:
+        await asyncio.Event().wait()
+        return "never"
+
+    achain, _, _ = build(
+        RunnableLambda(hang, afunc=ahang, name="hang"),
+        RunnableLambda(lambda x: "fast", name="fast"),
+        attempt_timeout=0.01,
+        retry=RetryPolicy(max_attempts=1),
+    )
+    assert asyncio.run(achain.ainvoke("x")) == "fast"
+    with pytest.raises(FailoverError) as info:
+        asyncio.run(
+            build(
+                RunnableLambda(hang, afunc=ahang),
+                attempt_timeout=0.01,
+                retry=RetryPolicy(max_attempts=1),
+            )[0].ainvoke("x")
+        )
+    assert isinstance(info.value.errors[0], AttemptTimeoutError)
+
+
+def test_ainvoke_fails_over_and_retries() -> None:
+    a = FlakyChat(model_name="a", errors=[APIError(500), APIError(500)])
+    chain, sleeps, _ = build(a, FlakyChat(model_name="b", reply="b!"))
+    out = asyncio.run(chain.ainvoke("hi"))
+    assert out.content == "b!"
+    assert sleeps.waits == [pytest.approx(0.1)]
+    with pytest.raises(FailoverError):
+        asyncio.run(build(FlakyChat(errors=[APIError(401)]))[0].ainvoke("hi"))
+
+
+def test_batch_only_failed_inputs_move_on() -> None:
+    a = FlakyChat(model_name="a", fail_on=["bad"], reply="A")
+    b = FlakyChat(model_name="b", reply="B")
+    chain, _, _ = build(a, b, retry=RetryPolicy(max_attempts=1))
+    outs = chain.batch(["one", "bad", "three"])
+    assert [o.content for o in outs] == ["A", "B", "A"]
+    assert (a.calls, b.calls) == (3, 1)
+    a2 = FlakyChat(model_name="a", fail_on=["bad"], reply="A")
+    b2 = FlakyChat(model_name="b", reply="B")
+    chain2, _, _ = build(a2, b2, retry=RetryPolicy(max_attempts=1))
+    outs = asyncio.run(chain2.abatch(["bad", "two"]))
+    assert [o.content for o in outs] == ["B", "A"]
+    assert b2.calls == 1
+
+
+def test_stream_fails_over_before_first_chunk() -> None:
+    a = FlakyChat(model_name="a", errors=[APIError(500), APIError(500)])
+    b = FlakyChat(model_name="b", reply="hello there world")
+    chain, _, _ = build(a, b)
+    chunks = list(chain.stream("hi"))
+    merged = chunks[0]
+    for c in chunks[1:]:
+        merged = merged + c
+    assert merged.content == "hello there world"
+    assert merged.response_metadata["oscar.route"] == ["a", "b"]
+
+
+def test_stream_cut_after_first_chunk_raise_policy() -> None:
+    a = FlakyChat(model_name="a", reply="one two three", cut_after=1)
+    chain, _, _ = build(a, FlakyChat(model_name="b"))
+    got: list[str] = []
+    with pytest.raises(FailoverError) as info:
+        for chunk in chain.stream("hi"):
+            got.append(chunk.content)
+    assert got == ["one"]
+    assert "after its first chunk" in str(info.value)
+    assert chain.health()["a"]["failures"] == 1
+
+
+def test_stream_cut_after_first_chunk_continue_policy() -> None:
+    a = FlakyChat(model_name="a", reply="The answer", cut_after=1)
+    b = FlakyChat(model_name="b", reply="answer is 42")
+    chain, _, _ = build(a, b, stream_policy="continue", continuation_prompt="go on")
+    text = "".join(c.content for c in chain.stream([HumanMessage("q?")]))
+    assert text == "Theanswer is 42"
+    sent = b.seen[-1]
+    assert [type(m) for m in sent] == [HumanMessage, AIMessage, HumanMessage]
+    assert (sent[1].content, sent[2].content) == ("The", "go on")
+
+
+def test_astream_before_and_after_first_chunk() -> None:
+    async def collect(chain: FailoverRunnable) -> list[Any]:
+        return [c async for c in chain.astream("hi")]
+
+    a = FlakyChat(model_name="a", errors=[APIError(503), APIError(503)])
+    chain, _, _ = build(a, FlakyChat(model_name="b", reply="x y"))
+    chunks = asyncio.run(collect(chain))
+    assert "".join(c.content for c in chunks) == "x y"
+    assert chunks[-1].response_metadata["oscar.candidate"] == "b"
+
+    cut = FlakyChat(model_name="a", reply="p q r", cut_after=2)
+    chain2, _, _ = build(cut, FlakyChat(model_name="b", reply="r"), stream_policy="continue")
+    assert "".join(c.content for c in asyncio.run(collect(chain2))) == "p qr"
+    chain3, _, _ = build(FlakyChat(reply="p q", cut_after=1))
+    with pytest.raises(FailoverError):
+        asyncio.run(collect(chain3))
+    chain4, _, _ = build(FlakyChat(errors=[APIError(401)]))
+    with pytest.raises(FailoverError):
+        asyncio.run(collect(chain4))
+
+
+def test_stream_of_non_messages_and_early_stop_releases_permit() -> None:
+    chain, _, _ = build(RunnableLambda(lambda x: x * 2, name="double"))
+    assert list(chain.stream(3)) == [6]
+    a = FlakyChat(model_name="a", reply="a b c d")
+    chain2, _, _ = build(a)
+    stream = chain2.stream("hi")
+    next(stream)
+    stream.close()
+    snap = chain2.health()["a"]
+    assert (snap["calls"], snap["failures"]) == (0, 0)
+    with pytest.raises(FailoverError):
+        list(build(FlakyChat(errors=[APIError(401)]))[0].stream("x"))
+
+
+def test_each_attempt_is_a_child_run_and_route_is_annotated() -> None:
+    a = FlakyChat(model_name="a", errors=[APIError(500), APIError(500)])
+    b = FlakyChat(model_name="b")
+    chain, _, _ = build(a, b)
+    for mode in ("invoke", "batch", "stream"):
+        rec = RunRecorder()
+        cfg = {"callbacks": [rec]}
+        if mode == "invoke":
+            chain.invoke("hi", cfg)
+        elif mode == "batch":
+            chain.batch(["hi"], cfg)
+        else:
+            list(chain.stream("hi", cfg))
+        root = next(r for r in rec.runs if r["parent"] is None)
+        chats = [r for r in rec.runs if r["kind"] == "chat"]
+        assert chats and all(r["parent"] == root["id"] for r in chats), mode
+        assert "oscar.candidate:b" in chats[-1]["tags"]
+        assert chats[-1]["metadata"]["oscar.candidate"] == "b"
+        assert chats[-1]["metadata"]["oscar.attempt"] == 1
+        route = [data for name, data in rec.custom if name == "oscar.annotate"]
+        assert route and route[-1]["oscar.breaker.state"] == "closed", mode
+        a.errors = [APIError(500), APIError(500)]
+
+
+def test_with_failover_helper_and_validation() -> None:
+    chain = with_failover(
+        FlakyChat(model_name="m"),
+        FlakyChat(model_name="m"),
+        retry=RetryPolicy(max_attempts=1),
+        breaker_config=BreakerConfig(window_size=3, minimum_calls=1),
+    )
+    assert list(chain.health()) == ["m", "m#2"]
+    # pydantic wraps our ConfigurationError (a ValueError); the message names the field
+    for field, kwargs in [
+        ("candidates", {"candidates": []}),
+        ("names", {"candidates": [FlakyChat()], "names": ["a", "b"]}),
+        ("attempt_timeout", {"candidates": [FlakyChat()], "attempt_timeout": 0}),
+        ("breaker_store", {"candidates": [FlakyChat()], "breaker_store": object()}),
+    ]:
+        with pytest.raises(ValueError, match=f"{field}: "):
+            FailoverRunnable(**kwargs)
+    with pytest.raises(ConfigurationError):
+        RetryPolicy(jitter=-1)
+
+
+def test_route_with_unknown_overflow_window() -> None:
+    route = FailoverRoute(["a", "b"], [None, 4000])
+    route.record(0, 1, context_overflow(), 0.0)
+    assert route.eligible(1)
+    assert "every failover candidate failed" in str(route.error())

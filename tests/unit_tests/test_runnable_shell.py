@@ -1,0 +1,160 @@
+"""The shared shell nests child runs under our run for invoke, ainvoke, batch and stream."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+from uuid import UUID
+
+from langchain_core.callbacks import (
+    AsyncCallbackManagerForChainRun,
+    BaseCallbackHandler,
+    CallbackManagerForChainRun,
+)
+from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda
+
+from oscar_langchain._runnable import (
+    ANNOTATION_EVENT,
+    OscarRunnable,
+    aannotate_run,
+    annotate_run,
+    child_config,
+)
+
+
+class Recorder(BaseCallbackHandler):
+    def __init__(self) -> None:
+        self.runs: dict[UUID, tuple[str, UUID | None, list[str], dict[str, Any]]] = {}
+        self.events: list[tuple[str, Any, UUID]] = []
+
+    def on_chain_start(
+        self,
+        serialized: Any,
+        inputs: Any,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kw: Any,
+    ) -> None:
+        self.runs[run_id] = (
+            kw.get("name") or "",
+            parent_run_id,
+            list(tags or []),
+            dict(metadata or {}),
+        )
+
+    def on_custom_event(self, name: str, data: Any, *, run_id: UUID, **kw: Any) -> None:
+        self.events.append((name, data, run_id))
+
+    def by_name(self, name: str) -> list[UUID]:
+        return [rid for rid, (n, *_rest) in self.runs.items() if n == name]
+
+
+class Wrapper(OscarRunnable[int, int]):
+    """Calls the inner runnable once, as a tagged child run, and annotates its own run."""
+
+    inner: Runnable[int, int]
+
+    def _invoke(
+        self, input: int, run_manager: CallbackManagerForChainRun, config: RunnableConfig
+    ) -> int:
+        annotate_run(run_manager, {"oscar.test": "sync"})
+        return self.inner.invoke(
+            input, child_config(config, run_manager, "attempt:1", {"oscar.attempt": 1})
+        )
+
+    async def _ainvoke(
+        self, input: int, run_manager: AsyncCallbackManagerForChainRun, config: RunnableConfig
+    ) -> int:
+        await aannotate_run(run_manager, {"oscar.test": "async"})
+        return await self.inner.ainvoke(input, child_config(config, run_manager, "attempt:1"))
+
+    def _stream(
+        self, input: int, run_manager: CallbackManagerForChainRun, config: RunnableConfig
+    ) -> Iterator[int]:
+        yield from self.inner.stream(input, child_config(config, run_manager))
+
+    async def _astream(
+        self, input: int, run_manager: AsyncCallbackManagerForChainRun, config: RunnableConfig
+    ) -> AsyncIterator[int]:
+        async for chunk in self.inner.astream(input, child_config(config, run_manager)):
+            yield chunk
+
+
+def make() -> tuple[Wrapper, Recorder]:
+    return Wrapper(inner=RunnableLambda(lambda x: x * 2, name="inner")), Recorder()
+
+
+def assert_nested(rec: Recorder, count: int = 1) -> None:
+    outers = rec.by_name("Wrapper")
+    inners = rec.by_name("inner")
+    assert len(outers) == count and len(inners) == count
+    assert {rec.runs[i][1] for i in inners} == set(outers)
+
+
+def test_invoke_nests_and_annotates() -> None:
+    wrapper, rec = make()
+    assert wrapper.invoke(3, {"callbacks": [rec]}) == 6
+    assert_nested(rec)
+    inner = rec.runs[rec.by_name("inner")[0]]
+    assert "attempt:1" in inner[2] and inner[3]["oscar.attempt"] == 1
+    assert rec.events == [(ANNOTATION_EVENT, {"oscar.test": "sync"}, rec.by_name("Wrapper")[0])]
+
+
+async def test_ainvoke_nests_and_annotates() -> None:
+    wrapper, rec = make()
+    assert await wrapper.ainvoke(3, {"callbacks": [rec]}) == 6
+    assert_nested(rec)
+    assert rec.events == [(ANNOTATION_EVENT, {"oscar.test": "async"}, rec.by_name("Wrapper")[0])]
+
+
+def test_batch_nests_each_input() -> None:
+    wrapper, rec = make()
+    assert wrapper.batch([1, 2, 3], {"callbacks": [rec]}) == [2, 4, 6]
+    assert_nested(rec, 3)
+
+
+async def test_abatch_nests_each_input() -> None:
+    wrapper, rec = make()
+    assert await wrapper.abatch([1, 2], {"callbacks": [rec]}) == [2, 4]
+    assert_nested(rec, 2)
+
+
+def test_stream_nests() -> None:
+    wrapper, rec = make()
+    assert list(wrapper.stream(4, {"callbacks": [rec]})) == [8]
+    assert_nested(rec)
+
+
+async def test_astream_nests() -> None:
+    wrapper, rec = make()
+    assert [c async for c in wrapper.astream(4, {"callbacks": [rec]})] == [8]
+    assert_nested(rec)
+
+
+def test_inside_a_chain() -> None:
+    wrapper, rec = make()
+    chain = RunnableLambda(lambda x: x + 1, name="pre") | wrapper
+    assert chain.invoke(1, {"callbacks": [rec]}) == 4
+    (seq,) = [rid for rid, run in rec.runs.items() if run[1] is None]
+    assert rec.runs[rec.by_name("Wrapper")[0]][1] == seq
+    assert_nested(rec)
+
+
+class Plain(OscarRunnable[int, int]):
+    def _invoke(
+        self, input: int, run_manager: CallbackManagerForChainRun, config: RunnableConfig
+    ) -> int:
+        return -input
+
+    async def _ainvoke(
+        self, input: int, run_manager: AsyncCallbackManagerForChainRun, config: RunnableConfig
+    ) -> int:
+        return -input
+
+
+async def test_default_stream_is_one_chunk() -> None:
+    assert list(Plain().stream(2)) == [-2]
+    assert [c async for c in Plain().astream(2)] == [-2]
