@@ -1,0 +1,243 @@
+"""Chunking quality on Chroma's general evaluation set: recall, precision and IoU.
+
+Run from the repository root (the data lives in ``../shared/data/chunking_eval/``):
+
+    python benchmarks/chunking_eval.py                       # offline embeddings
+    python benchmarks/chunking_eval.py --embeddings minilm   # all-MiniLM-L6-v2
+
+Each splitter chunks the five corpora; chunks and questions are embedded with the same
+embeddings; for each question the chunks of its corpus are ranked by cosine similarity
+and taken in order until the same budget of retrieved tokens is reached (the last one
+cut to fit). Retrieved and reference excerpts are compared character by character (as
+Chroma's implementation does for its "token-level" metrics): recall = |R & E| / |E|,
+precision = |R & E| / |R|, IoU = |R & E| / |R | E|, averaged over the 472 questions.
+Skips cleanly when the data folder is absent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks._splitter_common import (
+    COUNTER,
+    DATA,
+    CachedEmbeddings,
+    Span,
+    SplitFn,
+    chonkie_semantic,
+    embeddings_named,
+    lc_semantic,
+    ours,
+    recursive,
+)
+
+
+def load(data: Path, corpora: list[str] | None) -> tuple[dict[str, str], list[dict]]:
+    texts = {
+        p.stem: p.read_bytes().decode("utf-8") for p in sorted((data / "corpora").glob("*.md"))
+    }
+    if corpora:
+        texts = {k: v for k, v in texts.items() if k in corpora}
+    questions = []
+    with (data / "questions.csv").open(encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            if row["corpus_id"] in texts:
+                refs = json.loads(row["references"])
+                questions.append(
+                    {
+                        "question": row["question"],
+                        "corpus": row["corpus_id"],
+                        "refs": [(r["start_index"], r["end_index"]) for r in refs],
+                    }
+                )
+    return texts, questions
+
+
+def chunk_all(split: SplitFn, texts: dict[str, str]) -> dict[str, list[Span]]:
+    out = {}
+    for name, text in texts.items():
+        spans = split(text)
+        for s, e in spans:
+            assert 0 <= s < e <= len(text), (name, s, e)
+        out[name] = spans
+    return out
+
+
+def mean_tokens(chunks: dict[str, list[Span]], texts: dict[str, str]) -> float:
+    counts = [COUNTER.count(texts[k][s:e]) for k, spans in chunks.items() for s, e in spans]
+    return float(np.mean(counts))
+
+
+def score(
+    chunks: dict[str, list[Span]],
+    texts: dict[str, str],
+    questions: list[dict],
+    emb: CachedEmbeddings,
+    budget: int,
+) -> dict[str, float]:
+    per_corpus = {}
+    for name, spans in chunks.items():
+        contents = [texts[name][s:e] for s, e in spans]
+        matrix = np.asarray(emb.embed_documents(contents), dtype=np.float32)
+        matrix /= np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
+        per_corpus[name] = (matrix, [COUNTER.count(c) for c in contents])
+    recalls, precisions, ious = [], [], []
+    for q in questions:
+        text = texts[q["corpus"]]
+        spans = chunks[q["corpus"]]
+        matrix, counts = per_corpus[q["corpus"]]
+        qv = np.asarray(emb.embed_query(q["question"]), dtype=np.float32)
+        order = np.argsort(-(matrix @ qv), kind="stable")
+        retrieved = np.zeros(len(text), dtype=bool)
+        left = budget
+        for i in order:
+            if left <= 0:
+                break
+            s, e = spans[i]
+            if counts[i] > left:  # cut the last chunk to the remaining budget
+                e = s + max(1, int((e - s) * left / counts[i]))
+            retrieved[s:e] = True
+            left -= counts[i]
+        relevant = np.zeros(len(text), dtype=bool)
+        for s, e in q["refs"]:
+            relevant[s:e] = True
+        inter = int(np.count_nonzero(retrieved & relevant))
+        union = int(np.count_nonzero(retrieved | relevant))
+        recalls.append(inter / max(1, int(relevant.sum())))
+        precisions.append(inter / max(1, int(retrieved.sum())))
+        ious.append(inter / max(1, union))
+    return {
+        "recall": 100 * float(np.mean(recalls)),
+        "precision": 100 * float(np.mean(precisions)),
+        "iou": 100 * float(np.mean(ious)),
+    }
+
+
+def matched(
+    make: Callable[[int], SplitFn], texts: dict[str, str], target: int, lo: int, hi: int, steps: int
+) -> tuple[int, dict[str, list[Span]], float]:
+    """Bisect an integer knob so that the mean chunk size is close to ``target`` tokens."""
+    best = None
+    for _ in range(steps):
+        mid = (lo + hi) // 2
+        chunks = chunk_all(make(mid), texts)
+        size = mean_tokens(chunks, texts)
+        if best is None or abs(size - target) < abs(best[2] - target):
+            best = (mid, chunks, size)
+        if size < target:
+            lo = mid + 1
+        else:
+            hi = mid - 1
+        if lo > hi or abs(size - target) <= 0.03 * target:
+            break
+    assert best is not None
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--embeddings", choices=["offline", "minilm"], default="offline")
+    parser.add_argument("--budget", type=int, default=1000, help="retrieved tokens per question")
+    parser.add_argument("--targets", type=int, nargs="*", default=[200, 400])
+    parser.add_argument("--corpora", nargs="*", default=None, help="subset of corpus ids")
+    parser.add_argument("--only", nargs="*", default=None, help="subset of splitters")
+    parser.add_argument("--steps", type=int, default=6, help="bisection steps for matched sizes")
+    parser.add_argument("--data", type=Path, default=DATA)
+    args = parser.parse_args()
+    if not (args.data / "questions.csv").exists():
+        print(f"[skip] chunking-eval data not found at {args.data}")
+        return
+    base = embeddings_named(args.embeddings)
+    if base is None:
+        return
+    emb = CachedEmbeddings(base)
+    texts, questions = load(args.data, args.corpora)
+    print(
+        f"corpora: {', '.join(texts)} ({sum(map(len, texts.values())):,} chars), "
+        f"{len(questions)} questions, embeddings={args.embeddings}, budget={args.budget} tokens"
+    )
+
+    rows: list[tuple[str, str, float, dict[str, float], float]] = []
+
+    def run(name: str, setting: str, chunks: dict[str, list[Span]], seconds: float) -> None:
+        size = mean_tokens(chunks, texts)
+        metrics = score(chunks, texts, questions, emb, args.budget)
+        rows.append((name, setting, size, metrics, seconds))
+        print(
+            f"{name:<28} {setting:<26} mean {size:6.1f} tok  "
+            f"recall {metrics['recall']:5.1f}  precision {metrics['precision']:5.2f}  "
+            f"IoU {metrics['iou']:5.2f}  ({seconds:.0f}s)",
+            flush=True,
+        )
+
+    def want(name: str) -> bool:
+        return args.only is None or name in args.only
+
+    recommended: list[tuple[str, str, Callable[[], SplitFn]]] = [
+        ("ours", "defaults (max 400, optimal)", lambda: ours(emb)),
+        ("recursive", "1000 chars, overlap 200", lambda: recursive(1000, 200, tokens=False)),
+        ("lc_semantic", "defaults (percentile 95)", lambda: lc_semantic(emb)),
+        ("chonkie", "defaults (threshold 0.8)", lambda: chonkie_semantic(emb)),
+    ]
+    for name, setting, make in recommended:
+        if want(name):
+            t0 = time.perf_counter()
+            chunks = chunk_all(make(), texts)
+            run(name, setting, chunks, time.perf_counter() - t0)
+
+    def fit(
+        knob: str, make: Callable[[int], SplitFn], t: int, lo: int, hi: int
+    ) -> tuple[str, dict[str, list[Span]]]:
+        value, chunks, _ = matched(make, texts, t, lo, hi, args.steps)
+        return f"{knob}={value}", chunks
+
+    def knobs_for(t: int) -> list[tuple[str, Callable[[], tuple[str, dict[str, list[Span]]]]]]:
+        return [
+            ("ours", lambda: fit("max_tokens", lambda k: ours(emb, max_tokens=k), t, t, 2 * t)),
+            (
+                "recursive",
+                lambda: fit("chunk_size", lambda k: recursive(k, 0, tokens=True), t, t, 2 * t),
+            ),
+            (
+                "lc_semantic",
+                lambda: (f"number_of_chunks=tokens/{t}", chunk_all(lc_semantic(emb, t), texts)),
+            ),
+            (
+                "chonkie",
+                lambda: fit(
+                    f"chunk_size={2 * t}, threshold=1-k/100, k",
+                    lambda k: chonkie_semantic(emb, chunk_size=2 * t, threshold=1 - k / 100),
+                    t,
+                    1,
+                    99,
+                ),
+            ),
+        ]
+
+    for target in args.targets:
+        knobs = knobs_for(target)
+        for name, fitted in knobs:
+            if want(name):
+                t0 = time.perf_counter()
+                setting, chunks = fitted()
+                run(name, f"~{target} tok: {setting}", chunks, time.perf_counter() - t0)
+
+    print("\n| splitter | setting | mean tokens | recall | precision | IoU |")
+    print("|---|---|---:|---:|---:|---:|")
+    for name, setting, size, m, _ in rows:
+        metrics = f"{m['recall']:.1f} | {m['precision']:.2f} | {m['iou']:.2f}"
+        print(f"| {name} | {setting} | {size:.0f} | {metrics} |")
+
+
+if __name__ == "__main__":
+    main()

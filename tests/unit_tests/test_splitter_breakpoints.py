@@ -1,0 +1,148 @@
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from oscar_langchain.splitter.breakpoints import (
+    band_similarities,
+    breakpoint_threshold,
+    mean_pair_similarity,
+    optimal_partition,
+    threshold_breaks,
+    window_distances,
+)
+
+
+def unit(rows: np.ndarray) -> np.ndarray:
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def test_window_distances_match_brute_force() -> None:
+    rng = np.random.default_rng(0)
+    emb = rng.normal(size=(9, 5))
+    for window in (1, 2, 3):
+        got = window_distances(emb, window)
+        e = unit(emb)
+        want = []
+        for gap in range(1, 9):
+            left = e[max(0, gap - window) : gap].mean(axis=0)
+            right = e[gap : gap + window].mean(axis=0)
+            want.append(1 - left @ right / np.linalg.norm(left) / np.linalg.norm(right))
+        np.testing.assert_allclose(got, np.clip(want, 0, 2), atol=1e-9)
+
+
+def test_window_distances_edge_cases() -> None:
+    assert window_distances(np.ones((1, 3))).size == 0
+    with pytest.raises(ValueError, match="window"):
+        window_distances(np.ones((3, 3)), 0)
+    with pytest.raises(ValueError, match="2-D"):
+        window_distances(np.ones(3))
+    # zero vectors do not divide by zero; float32 stays accurate
+    assert np.isfinite(window_distances(np.zeros((3, 2), dtype=np.float32))).all()
+
+
+@pytest.mark.parametrize(
+    ("kind", "amount", "expected"),
+    [
+        ("percentile", 50.0, [3, 5]),
+        ("standard_deviation", 1.0, [3, 5]),
+        ("interquartile", 0.5, [3, 5]),
+        ("gradient", 60.0, [2]),
+    ],
+)
+def test_threshold_rules(kind: str, amount: float, expected: list[int]) -> None:
+    distances = np.array([0.1, 0.1, 0.9, 0.1, 0.8, 0.1])
+    assert threshold_breaks(distances, kind, amount).tolist() == expected  # type: ignore[arg-type]
+
+
+def test_threshold_defaults_and_errors() -> None:
+    d = np.linspace(0, 1, 101)
+    assert threshold_breaks(d).tolist() == list(range(97, 102))
+    assert breakpoint_threshold(np.zeros(0), "percentile", 95) == float("inf")
+    with pytest.raises(ValueError, match="threshold_type"):
+        breakpoint_threshold(d, "nope", 1)  # type: ignore[arg-type]
+
+
+def test_band_similarities() -> None:
+    rng = np.random.default_rng(1)
+    emb = rng.normal(size=(150, 4))
+    band = band_similarities(emb, 5)
+    full = unit(emb) @ unit(emb).T
+    for a in range(150):
+        for o in range(5):
+            if a + o < 150:
+                assert band[a, o] == pytest.approx(full[a, a + o])
+            else:
+                assert np.isnan(band[a, o])
+
+
+def test_mean_pair_similarity() -> None:
+    rng = np.random.default_rng(2)
+    emb = rng.normal(size=(7, 3))
+    full = unit(emb) @ unit(emb).T
+    assert mean_pair_similarity(emb) == pytest.approx(full[~np.eye(7, dtype=bool)].mean())
+    assert mean_pair_similarity(emb[:1]) == 0.0
+
+
+def brute_force(emb: np.ndarray, counts: list[int], limit: int, baseline: float) -> float:
+    sim = unit(emb) @ unit(emb).T - baseline
+    n = len(counts)
+    best = -np.inf
+    for mask in itertools.product([0, 1], repeat=n - 1):
+        starts = [0] + [i + 1 for i, m in enumerate(mask) if m]
+        bounds = [*starts, n]
+        score = 0.0
+        ok = True
+        for a, b in itertools.pairwise(bounds):
+            if b - a > 1 and sum(counts[a:b]) > limit:
+                ok = False
+                break
+            score += sim[a:b, a:b][np.triu_indices(b - a, 1)].sum()
+        if ok:
+            best = max(best, score)
+    return best
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(1, 8).flatmap(
+        lambda n: st.tuples(
+            st.lists(st.integers(1, 6), min_size=n, max_size=n),
+            st.integers(0, 10_000),
+            st.integers(3, 12),
+            st.floats(-0.5, 0.5),
+        )
+    )
+)
+def test_optimal_partition_is_optimal(args: tuple[list[int], int, int, float]) -> None:
+    counts, seed, limit, baseline = args
+    emb = np.random.default_rng(seed).normal(size=(len(counts), 3))
+    starts = optimal_partition(emb, counts, limit, baseline=baseline)
+    assert starts[0] == 0 and starts == sorted(set(starts))
+    bounds = [*starts, len(counts)]
+    sim = unit(emb) @ unit(emb).T - baseline
+    score = 0.0
+    for a, b in itertools.pairwise(bounds):
+        assert b - a == 1 or sum(counts[a:b]) <= limit
+        score += sim[a:b, a:b][np.triu_indices(b - a, 1)].sum()
+    assert score == pytest.approx(brute_force(emb, counts, limit, baseline), abs=1e-9)
+
+
+def test_optimal_partition_topics_and_limits() -> None:
+    emb = np.array([[1, 0]] * 3 + [[0, 1]] * 3, dtype=float)
+    assert optimal_partition(emb, [1] * 6, max_tokens=10) == [0, 3]
+    two = optimal_partition(emb, [1] * 6, max_tokens=2)
+    assert len(two) == 4 and 3 in two  # pairs within each topic (two optimal ways)
+    assert optimal_partition(emb[:2], [50, 1], max_tokens=10) == [0, 1]  # over-long alone
+    with pytest.raises(ValueError, match="token_counts"):
+        optimal_partition(emb, [1], max_tokens=10)
+    assert optimal_partition(emb[:0], [], max_tokens=10) == []
+    # a bonus for starting at sentence 2 moves the break there
+    assert optimal_partition(emb, [1] * 6, 10, break_bonus=[0, 0, 9, 0, 0, 0]) == [0, 2, 3]
+    # max_sentences caps chunk length
+    capped = optimal_partition(emb, [1] * 6, 10, max_sentences=2)
+    assert len(capped) == 4 and 3 in capped
