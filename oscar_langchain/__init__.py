@@ -2,6 +2,15 @@
 
 from oscar_langchain._runnable import OscarRunnable, annotate_run, child_config
 from oscar_langchain.breaker_store import InMemoryBreakerStore, RedisBreakerStore
+from oscar_langchain.cache import CachedRunnable, OscarCache
+from oscar_langchain.callbacks import (
+    ErrorCallbackHandler,
+    OscarTracer,
+    PerformanceCallbackHandler,
+    oscar_callbacks,
+    trace_block,
+    trace_performance,
+)
 from oscar_langchain.circuit_breaker import (
     BreakerConfig,
     BreakerSnapshot,
@@ -32,26 +41,32 @@ from oscar_langchain.failover import FailoverRunnable, with_failover
 from oscar_langchain.failover_policy import RetryPolicy
 from oscar_langchain.local import LocalModelServer, LocalServerError, LocalServerSettings
 from oscar_langchain.models import ModelInfo, ModelRegistry, default_registry, estimate_cost
+from oscar_langchain.retrieval import BM25Index, HybridRetriever, QueryOptimizer
 from oscar_langchain.routing import Route, RouteDecision
 from oscar_langchain.routing.router import RouterRunnable
+from oscar_langchain.splitter import SemanticTextSplitter
 from oscar_langchain.tokens import TokenCounter, encoding_for, get_encoding
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AttemptRecord",
+    "BM25Index",
     "BreakerConfig",
     "BreakerSnapshot",
     "CacheError",
+    "CachedRunnable",
     "CircuitBreaker",
     "CircuitOpenError",
     "CircuitState",
     "ConfigurationError",
     "EnsembleError",
+    "ErrorCallbackHandler",
     "ErrorClassification",
     "ErrorKind",
     "FailoverError",
     "FailoverRunnable",
+    "HybridRetriever",
     "InMemoryBreakerStore",
     "LocalModelServer",
     "LocalServerError",
@@ -59,8 +74,12 @@ __all__ = [
     "ModelInfo",
     "ModelRegistry",
     "OfflineEmbeddings",
+    "OscarCache",
     "OscarError",
     "OscarRunnable",
+    "OscarTracer",
+    "PerformanceCallbackHandler",
+    "QueryOptimizer",
     "RedisBreakerStore",
     "RetrievalError",
     "RetryPolicy",
@@ -69,6 +88,7 @@ __all__ = [
     "RouterError",
     "RouterRunnable",
     "SafeResult",
+    "SemanticTextSplitter",
     "TokenCounter",
     "TokenizerError",
     "UnknownModelError",
@@ -81,6 +101,9 @@ __all__ = [
     "encoding_for",
     "estimate_cost",
     "get_encoding",
+    "oscar_callbacks",
     "safe_execute",
+    "trace_block",
+    "trace_performance",
     "with_failover",
 ]

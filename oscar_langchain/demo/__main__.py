@@ -17,11 +17,20 @@ from typing import Any
 from langchain_core.documents import Document
 from langchain_core.language_models import BaseChatModel
 
-from oscar_langchain.demo import failover, foundation, local, router
+from oscar_langchain.demo import (
+    cache,
+    callbacks,
+    failover,
+    foundation,
+    local,
+    retriever,
+    router,
+    splitter,
+)
 from oscar_langchain.demo.context import DemoContext
 from oscar_langchain.embeddings import OfflineEmbeddings
 
-SECTIONS = [foundation, local, router, failover]
+SECTIONS = [foundation, local, callbacks, splitter, retriever, cache, router, failover]
 
 
 def load_context() -> DemoContext:
