@@ -251,21 +251,21 @@ class TokenCounter:
         self.parallel_threshold = parallel_threshold
         self._ordinary = self.encoding.encode_ordinary
 
-    def _encode(self, text: str) -> list[int]:
+    def _batches(self, text: str) -> list[list[int]]:
+        """Ids of ``text`` as consecutive pieces (one piece below the parallel threshold)."""
         if len(text) < self.parallel_threshold or self.num_threads == 1:
-            return self._ordinary(text)
+            return [self._ordinary(text)]
         pieces = _safe_pieces(text, self.num_threads * 4)
         if len(pieces) == 1:
-            return self._ordinary(text)
-        batches = self.encoding.encode_ordinary_batch(pieces, num_threads=self.num_threads)
-        return [token for batch in batches for token in batch]
+            return [self._ordinary(text)]
+        return self.encoding.encode_ordinary_batch(pieces, num_threads=self.num_threads)
+
+    def _encode(self, text: str) -> list[int]:
+        batches = self._batches(text)
+        return batches[0] if len(batches) == 1 else [t for batch in batches for t in batch]
 
     def _count(self, text: str) -> int:
-        if len(text) < self.parallel_threshold or self.num_threads == 1:
-            return len(self._ordinary(text))
-        pieces = _safe_pieces(text, self.num_threads * 4)
-        batches = self.encoding.encode_ordinary_batch(pieces, num_threads=self.num_threads)
-        return sum(len(batch) for batch in batches)
+        return sum(len(batch) for batch in self._batches(text))
 
     @classmethod
     def for_model(
