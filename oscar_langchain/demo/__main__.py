@@ -47,7 +47,13 @@ def load_context() -> DemoContext:
 
 
 class LocalServers:
-    """Local model servers started on first use (``chat_model(i)``) and stopped at exit."""
+    """Local model servers started on first use (``chat_model(i)``) and stopped at exit.
+
+    Server 0 has a 2,048-token window and server 1 an 8,192-token one, so that the router
+    demo's long prompt really fits only the "large" route.
+    """
+
+    CTX_SIZES = (2048, 8192)
 
     def __init__(self, stack: ExitStack) -> None:
         self._stack = stack
@@ -56,10 +62,15 @@ class LocalServers:
     def chat_model(self, index: int = 0, **kwargs: Any) -> BaseChatModel:
         """A ChatOpenAI on local server ``index``, starting it if needed."""
         if index not in self._servers:
-            from oscar_langchain.local import LocalModelServer
+            from oscar_langchain.local import LocalModelServer, LocalServerSettings
 
-            print(f"(starting local model server {index}: llama-server + Gemma 3 270M)")
-            self._servers[index] = self._stack.enter_context(LocalModelServer())
+            ctx_size = self.CTX_SIZES[min(index, len(self.CTX_SIZES) - 1)]
+            print(
+                f"(starting local model server {index}: llama-server + Gemma 3 270M, "
+                f"{ctx_size}-token window)"
+            )
+            settings = LocalServerSettings(ctx_size=ctx_size)
+            self._servers[index] = self._stack.enter_context(LocalModelServer(settings=settings))
         model: BaseChatModel = self._servers[index].chat_model(**kwargs)
         return model
 

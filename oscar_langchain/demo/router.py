@@ -26,7 +26,7 @@ def run(ctx: DemoContext) -> None:
         [
             ModelInfo(name="demo-small", context_window=2048, input_price=0.1,
                       output_price=0.4, quality=0.45),
-            ModelInfo(name="demo-large", context_window=32_768, input_price=3.0,
+            ModelInfo(name="demo-large", context_window=8192, input_price=3.0,
                       output_price=12.0, quality=0.9),
         ]
     )  # fmt: skip
