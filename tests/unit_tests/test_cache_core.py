@@ -14,7 +14,7 @@ from oscar_langchain.cache.core import (
 )
 from oscar_langchain.cache.eviction import LFU, LRU, MAX_COUNTED_USES, UseOrder
 from oscar_langchain.cache.guard import RuleGuard, check_all, extract_features
-from oscar_langchain.cache.vector_index import VectorIndex
+from oscar_langchain.cache.vector_index import VectorIndex, matvec
 from oscar_langchain.errors import ConfigurationError
 
 
@@ -205,3 +205,11 @@ def test_scores_order_like_ranks() -> None:
     assert LRU().score(uses=50, seq=3) < LRU().score(uses=1, seq=4)
     assert LFU().score(uses=2, seq=3) > LFU().score(uses=1, seq=2**32 - 1)
     assert LFU().score(uses=10**9, seq=0) == LFU().score(uses=MAX_COUNTED_USES, seq=0)
+
+
+@pytest.mark.parametrize("rows, dim", [(0, 8), (3, 5), (1000, 384), (300, 1536)])
+def test_blocked_matvec_equals_the_plain_product(rows: int, dim: int) -> None:
+    rng = np.random.default_rng(rows)
+    matrix = rng.normal(size=(rows, dim)).astype(np.float32)
+    query = rng.normal(size=dim).astype(np.float32)
+    np.testing.assert_allclose(matvec(matrix, query), matrix @ query, rtol=1e-5, atol=1e-4)
