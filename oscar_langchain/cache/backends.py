@@ -1,11 +1,12 @@
 """Storage backends of the cache: a small interface, an in-memory default and SQLite.
 
 A backend stores :class:`Record` s (JSON text, raw float32 vector bytes: never pickle)
-and owns expiry and size: ``get`` drops expired entries and counts a use, ``put`` evicts
-the entries its eviction policy ranks lowest (:class:`~oscar_langchain.cache.eviction.LRU`
-by default, or :class:`~oscar_langchain.cache.eviction.LFU`) beyond ``max_size`` and
-returns their keys. Backends raise :class:`~oscar_langchain.errors.CacheError` for any storage
-failure; the engine turns that into a miss plus an error event.
+and owns expiry and size: ``get`` drops expired entries and counts a use; beyond
+``max_size``, ``put`` evicts expired entries first, then those its eviction policy ranks
+lowest (:class:`~oscar_langchain.cache.eviction.LRU` by default, or
+:class:`~oscar_langchain.cache.eviction.LFU`), and returns their keys. Backends raise
+:class:`~oscar_langchain.errors.CacheError` for any storage failure; the engine turns that
+into a miss plus an error event.
 
 ``changes_since(cursor)`` lets a process mirror, in its in-memory vector index, the
 vectors other processes wrote (SQLite, Redis). The Redis backend lives in
@@ -24,6 +25,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import heapq
 import sqlite3
 import threading
 from abc import ABC, abstractmethod
@@ -144,6 +146,7 @@ class MemoryBackend(CacheBackend):
         self.eviction = check_policy(eviction)
         self._data: dict[str, Record] = {}
         self._order = UseOrder(self.eviction)
+        self._expiry: list[tuple[float, str]] = []  # (expires_at, key), a heap
         self._lock = threading.Lock()
 
     def get(self, key: str, now: float) -> Record | None:
@@ -164,13 +167,35 @@ class MemoryBackend(CacheBackend):
         with self._lock:
             self._data[record.key] = record
             self._order.touch(record.key, now, reset=True)
-            excess = 0 if self.max_size is None else len(self._data) - self.max_size
+            if self.max_size is None:
+                return []
+            if record.expires_at is not None:
+                heapq.heappush(self._expiry, (record.expires_at, record.key))
+            excess = len(self._data) - self.max_size
             if excess <= 0:
                 return []
-            evicted = self._order.victims(excess, keep=record.key)
+            evicted = self._expired(now, keep=record.key)
+            if excess > len(evicted):
+                evicted += self._order.victims(excess - len(evicted), keep=record.key)
             for key in evicted:
                 del self._data[key]
             return evicted
+
+    def _expired(self, now: float, keep: str) -> list[str]:
+        # Entries past their TTL go before any live one (an unread expired entry would
+        # otherwise hold its slot; under LFU, for good). Heap entries whose record was
+        # replaced or removed since are stale and skipped.
+        out: list[str] = []
+        while self._expiry and self._expiry[0][0] <= now:
+            expires_at, key = heapq.heappop(self._expiry)
+            current = self._data.get(key)
+            if key != keep and current is not None and current.expires_at == expires_at:
+                self._order.discard(key)
+                out.append(key)
+        if len(self._expiry) > 2 * len(self._data) + 64:
+            self._expiry = [(r.expires_at, k) for k, r in self._data.items() if r.expires_at]
+            heapq.heapify(self._expiry)
+        return out
 
     def delete(self, key: str) -> None:
         """See :meth:`CacheBackend.delete`."""
@@ -183,6 +208,7 @@ class MemoryBackend(CacheBackend):
         with self._lock:
             self._data.clear()
             self._order.clear()
+            self._expiry.clear()
 
     def size(self) -> int:
         """See :meth:`CacheBackend.size`."""
@@ -215,6 +241,7 @@ CREATE TABLE IF NOT EXISTS {t} (
     uses INTEGER NOT NULL DEFAULT 1
 );
 CREATE INDEX IF NOT EXISTS {t}_lru ON {t}(last_access);
+CREATE INDEX IF NOT EXISTS {t}_exp ON {t}(expires_at);
 """
 _LFU_INDEX = "CREATE INDEX IF NOT EXISTS {t}_lfu ON {t}(uses, last_access)"
 _EVICTION_ORDER = {False: "last_access, id", True: "uses, last_access, id"}
@@ -336,21 +363,7 @@ class SQLiteBackend(CacheBackend):
                             now,
                         ),
                     )
-                    evicted: list[str] = []
-                    if self.max_size is not None:
-                        (count,) = cur.execute(f"SELECT COUNT(*) FROM {self.table}").fetchone()
-                        if count > self.max_size:
-                            evicted = [
-                                str(r[0])
-                                for r in cur.execute(
-                                    f"SELECT key FROM {self.table} WHERE key != ? ORDER BY "
-                                    f"{_EVICTION_ORDER[self.eviction.by_frequency]} LIMIT ?",
-                                    (record.key, count - self.max_size),
-                                )
-                            ]
-                            cur.executemany(
-                                f"DELETE FROM {self.table} WHERE key = ?", [(k,) for k in evicted]
-                            )
+                    evicted = self._evict(cur, record.key, now)
                     cur.execute("COMMIT")
                 except BaseException:
                     cur.execute("ROLLBACK")
@@ -358,6 +371,29 @@ class SQLiteBackend(CacheBackend):
             return evicted
         except sqlite3.Error as exc:
             raise CacheError(f"SQLite cache error: {exc}") from exc
+
+    def _evict(self, cur: sqlite3.Cursor, keep: str, now: float) -> list[str]:
+        """Inside the write transaction: expired rows first, then the policy's lowest."""
+        if self.max_size is None:
+            return []
+        t = self.table
+        (count,) = cur.execute(f"SELECT COUNT(*) FROM {t}").fetchone()
+        if count <= self.max_size:
+            return []
+        delete = f"DELETE FROM {t} WHERE key = ?"
+        rows = cur.execute(f"SELECT key FROM {t} WHERE expires_at <= ? AND key != ?", (now, keep))
+        expired = [str(r[0]) for r in rows]
+        cur.executemany(delete, [(k,) for k in expired])
+        excess = count - len(expired) - self.max_size
+        if excess <= 0:
+            return expired
+        order = _EVICTION_ORDER[self.eviction.by_frequency]
+        rows = cur.execute(
+            f"SELECT key FROM {t} WHERE key != ? ORDER BY {order} LIMIT ?", (keep, excess)
+        )
+        victims = [str(r[0]) for r in rows]
+        cur.executemany(delete, [(k,) for k in victims])
+        return expired + victims
 
     def delete(self, key: str) -> None:
         """See :meth:`CacheBackend.delete`."""

@@ -5,8 +5,9 @@ raw float32 vector bytes, timestamps, use count) with a native ``PEXPIRE`` when 
 entry has a TTL; ``{prefix}:order`` is a sorted set of keys scored by the eviction
 policy (:meth:`~oscar_langchain.cache.eviction.LFU.score` of the entry's uses and of
 ``{prefix}:uses``, a global use counter, so recency does not depend on the clocks of
-several machines); two Lua scripts count a use and evict the lowest-scored keys other
-than the one just written, atomically even with several writers; ``{prefix}:log`` is a
+several machines); with a ``max_size``, ``{prefix}:expiry`` scores keys by expiry time;
+two Lua scripts count a use and evict (expired keys first, then the lowest-scored, never
+the one just written), atomically even with several writers; ``{prefix}:log`` is a
 stream of the keys that carry vectors, in write order, so each process can mirror the others'
 vectors in its own index. Sync calls use ``redis.Redis``, async calls
 ``redis.asyncio.Redis``: no threads. The log is a Redis stream capped at twice
@@ -51,16 +52,27 @@ else redis.call('ZADD', KEYS[2], 'XX', score, ARGV[1]) end
 return uses
 """
 
-# KEYS: order set. ARGV: max size, key just written (never evicted), entry-name prefix.
+# KEYS: order set, expiry set. ARGV: max size, key just written (never evicted),
+# entry-name prefix, now. Expired entries go first, then the lowest-scored ones.
 _EVICT = """
 local excess = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[1])
 local victims = {}
 if excess <= 0 then return victims end
-for _, member in ipairs(redis.call('ZRANGE', KEYS[1], 0, excess)) do
-  if member ~= ARGV[2] and #victims < excess then
-    victims[#victims + 1] = member
-    redis.call('ZREM', KEYS[1], member)
-    redis.call('DEL', ARGV[3] .. member)
+local function drop(member)
+  victims[#victims + 1] = member
+  redis.call('ZREM', KEYS[1], member)
+  redis.call('ZREM', KEYS[2], member)
+  redis.call('DEL', ARGV[3] .. member)
+end
+for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[4])) do
+  if member ~= ARGV[2] then drop(member) end
+end
+local left = excess - #victims
+if left <= 0 then return victims end
+for _, member in ipairs(redis.call('ZRANGE', KEYS[1], 0, left)) do
+  if member ~= ARGV[2] and left > 0 then
+    drop(member)
+    left = left - 1
   end
 end
 return victims
@@ -165,6 +177,10 @@ class RedisBackend(CacheBackend):
     def _order(self) -> str:
         return f"{self.prefix}:order"
 
+    @property
+    def _expiry(self) -> str:
+        return f"{self.prefix}:expiry"
+
     def _touch_args(self, key: str, write: bool) -> tuple[Any, ...]:
         return (_TOUCH, 3, self._k(key), self._order, f"{self.prefix}:uses", key,
                 "1" if write else "0", self.eviction.use_weight, MAX_COUNTED_USES)  # fmt: skip
@@ -196,11 +212,16 @@ class RedisBackend(CacheBackend):
         pipe.hset(name, mapping=self._mapping(record))
         if record.expires_at is not None:
             pipe.pexpire(name, max(1, int((record.expires_at - now) * 1000)))
+        if self.max_size is not None and record.expires_at is not None:
+            pipe.zadd(self._expiry, {record.key: record.expires_at})
+        elif self.max_size is not None:
+            pipe.zrem(self._expiry, record.key)
         pipe.eval(*self._touch_args(record.key, write=True))
         if record.vector is not None:
             pipe.xadd(self._log, {"k": record.key}, maxlen=self._log_cap, approximate=True)
         if self.max_size is not None:
-            pipe.eval(_EVICT, 1, self._order, self.max_size, record.key, self._k(""))
+            pipe.eval(_EVICT, 2, self._order, self._expiry, self.max_size, record.key,
+                      self._k(""), repr(now))  # fmt: skip
 
     def _evicted(self, results: list[Any]) -> list[str]:
         return [_text(k) for k in results[-1]] if self.max_size is not None else []
@@ -236,6 +257,7 @@ class RedisBackend(CacheBackend):
         try:
             self._client.delete(self._k(key))
             self._client.zrem(self._order, key)
+            self._client.zrem(self._expiry, key)
         except self._errors as exc:
             raise self._fail(exc) from exc
 
@@ -295,6 +317,7 @@ class RedisBackend(CacheBackend):
             if record.expired(now):
                 await client.delete(self._k(key))
                 await client.zrem(self._order, key)
+                await client.zrem(self._expiry, key)
                 return None
             await client.eval(*self._touch_args(key, write=False))
             return record

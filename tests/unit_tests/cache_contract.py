@@ -123,6 +123,26 @@ class BackendContract:
                 model.pop(key, None)
         assert backend.size() == len(model)
 
+    @pytest.mark.parametrize("policy", [LRU(), LFU()], ids=["lru", "lfu"])
+    def test_expired_entries_are_evicted_before_live_ones(self, make_backend, policy) -> None:
+        backend = make_backend(2, policy)
+        backend.put(Record("old", "1", expires_at=10.0), now=1.0)
+        backend.put(Record("live", "2"), now=2.0)
+        for now in (3.0, 4.0, 5.0):  # "old" is the most used and the most recent
+            assert backend.get("old", now=now) is not None
+        assert backend.put(Record("new", "3"), now=11.0) == ["old"]
+        assert backend.get("live", now=12.0) is not None
+        assert backend.size() == 2
+
+    def test_rewriting_without_a_ttl_cancels_the_expiry(self, make_backend) -> None:
+        backend = make_backend(2)
+        backend.put(Record("k", "1", expires_at=10.0), now=1.0)
+        backend.put(Record("k", "2"), now=2.0)
+        backend.put(Record("a", "3"), now=3.0)
+        assert backend.get("k", now=4.0) is not None
+        assert backend.put(Record("b", "4"), now=20.0) == ["a"]
+        assert backend.get("k", now=21.0) is not None
+
     def test_lfu_through_the_engine_drops_evicted_vectors(self, make_backend) -> None:
         def embed(texts: list[str]) -> list[list[float]]:
             return [[1.0, 0.0] if "cat" in t else [0.0, 1.0] for t in texts]

@@ -76,3 +76,13 @@ def test_sqlite_file_without_a_uses_column_is_upgraded(tmp_path: Path) -> None:
     assert backend.get("old", now=1.0) is not None
     assert backend.put(Record("new", '"w"'), now=2.0) == ["old"]
     backend.close()
+
+
+def test_memory_expiry_heap_drops_stale_entries() -> None:
+    backend = MemoryBackend(max_size=2)
+    for i in range(100):  # each rewrite leaves a stale heap entry behind
+        backend.put(Record("k", "1", expires_at=1000.0 + i), now=0.0)
+    backend.put(Record("a", "1", expires_at=5.0), now=1.0)
+    assert backend.put(Record("b", "1"), now=6.0) == ["a"]
+    assert len(backend._expiry) <= 2 * backend.size() + 64
+    assert backend.get("k", now=7.0) is not None
