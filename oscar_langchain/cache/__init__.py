@@ -2,12 +2,14 @@
 
 * :class:`CachedRunnable` wraps any Runnable (invoke, batch, stream, single-flight).
 * :class:`OscarCache` is a LangChain ``BaseCache`` for ``set_llm_cache``.
-* :class:`CacheEngine` is the pure core both use; backends store JSON and float32 bytes.
+* :class:`CacheEngine` is the pure core both use; backends store JSON and float32 bytes
+  and evict by :class:`LRU` (default) or :class:`LFU`.
 """
 
 from oscar_langchain.cache.backends import CacheBackend, MemoryBackend, Record, SQLiteBackend
 from oscar_langchain.cache.core import CacheRequest, CacheStats, ContextPolicy, TemperaturePolicy
 from oscar_langchain.cache.engine import CacheEngine, CacheEvent, Lookup
+from oscar_langchain.cache.eviction import LFU, LRU, EvictionPolicy
 from oscar_langchain.cache.guard import AllOf, CallableGuard, Guard, GuardVerdict, RuleGuard
 from oscar_langchain.cache.langchain_cache import OscarCache
 from oscar_langchain.cache.redis_backend import RedisBackend
@@ -16,6 +18,8 @@ from oscar_langchain.cache.singleflight import SingleFlight
 from oscar_langchain.cache.vector_index import VectorIndex
 
 __all__ = [
+    "LFU",
+    "LRU",
     "AllOf",
     "CacheBackend",
     "CacheEngine",
@@ -25,6 +29,7 @@ __all__ = [
     "CachedRunnable",
     "CallableGuard",
     "ContextPolicy",
+    "EvictionPolicy",
     "Guard",
     "GuardVerdict",
     "Lookup",

@@ -37,13 +37,17 @@ from langchain_core.runnables import Runnable, RunnableBinding
 from oscar_langchain.cache.core import CacheRequest, canonical_json
 
 __all__ = [
+    "Turn",
     "UnserialisableValueError",
     "assemble_chunks",
     "decode_value",
     "encode_value",
+    "message_turns",
     "model_identity",
     "request_from_input",
     "request_from_messages",
+    "request_from_turns",
+    "serialised_turns",
     "to_chunk",
 ]
 
@@ -57,6 +61,29 @@ def _content(message: BaseMessage) -> str:
     return content if isinstance(content, str) else canonical_json(content)
 
 
+Turn = tuple[bool, str, str]
+"""One message as a cache key sees it: (is a system message, message type, content text)."""
+
+
+def request_from_turns(
+    turns: Sequence[Turn],
+    model: str = "",
+    params: Mapping[str, Any] | None = None,
+    namespace: str = "default",
+) -> CacheRequest:
+    """The last non-system turn is the text; system turns and earlier turns are the context."""
+    system = "\n".join(content for is_system, _, content in turns if is_system)
+    rest = [(kind, content) for is_system, kind, content in turns if not is_system]
+    return CacheRequest(
+        text=rest[-1][1] if rest else "",
+        model=model,
+        params=dict(params or {}),
+        system=system,
+        context=tuple(f"{kind}: {content}" for kind, content in rest[:-1]),
+        namespace=namespace,
+    )
+
+
 def request_from_messages(
     messages: Sequence[BaseMessage],
     model: str = "",
@@ -64,17 +91,48 @@ def request_from_messages(
     namespace: str = "default",
 ) -> CacheRequest:
     """The last message is the text; system messages and earlier turns are the context."""
-    system = "\n".join(_content(m) for m in messages if isinstance(m, SystemMessage))
-    turns = [m for m in messages if not isinstance(m, SystemMessage)]
-    last = turns[-1] if turns else None
-    return CacheRequest(
-        text=_content(last) if last is not None else "",
-        model=model,
-        params=dict(params or {}),
-        system=system,
-        context=tuple(f"{m.type}: {_content(m)}" for m in turns[:-1]),
-        namespace=namespace,
-    )
+    return request_from_turns(message_turns(messages), model, params, namespace)
+
+
+def message_turns(messages: Sequence[BaseMessage]) -> list[Turn]:
+    """The :data:`Turn` s of revived messages."""
+    return [(isinstance(m, SystemMessage), m.type, _content(m)) for m in messages]
+
+
+_PLAIN_MESSAGES = {
+    "SystemMessage": True,
+    "HumanMessage": False,
+    "AIMessage": False,
+    "ToolMessage": False,
+    "FunctionMessage": False,
+    "ChatMessage": False,
+}
+
+
+def serialised_turns(data: Any) -> list[Turn] | None:
+    """Turns of a message list serialised by LangChain's ``dumps``, read without reviving.
+
+    Only plain message classes are read this way (``None`` otherwise, e.g. for chunks):
+    their type and content are all a key uses, and reviving each message costs far more
+    than the lookup itself.
+    """
+    if not isinstance(data, list) or not data:
+        return None
+    turns: list[Turn] = []
+    for item in data:
+        if not isinstance(item, dict) or item.get("lc") != 1 or item.get("type") != "constructor":
+            return None
+        ident, kwargs = item.get("id"), item.get("kwargs")
+        if not isinstance(ident, list) or ident[:3] != ["langchain", "schema", "messages"]:
+            return None
+        if len(ident) != 4 or ident[3] not in _PLAIN_MESSAGES or not isinstance(kwargs, dict):
+            return None
+        content, kind = kwargs.get("content"), kwargs.get("type")
+        if not isinstance(kind, str) or not isinstance(content, (str, list)):
+            return None
+        text = content if isinstance(content, str) else canonical_json(content)
+        turns.append((_PLAIN_MESSAGES[ident[3]], kind, text))
+    return turns
 
 
 def request_from_input(

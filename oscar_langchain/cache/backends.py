@@ -1,10 +1,12 @@
 """Storage backends of the cache: a small interface, an in-memory default and SQLite.
 
 A backend stores :class:`Record` s (JSON text, raw float32 vector bytes: never pickle)
-and owns expiry and size: ``get`` drops expired entries and refreshes the LRU order,
-``put`` evicts the least recently used entries beyond ``max_size`` and returns their
-keys. Backends raise :class:`~oscar_langchain.errors.CacheError` for any storage
-failure; the engine turns that into a miss plus an error event.
+and owns expiry and size: ``get`` drops expired entries and counts a use; beyond
+``max_size``, ``put`` evicts expired entries first, then those its eviction policy ranks
+lowest (:class:`~oscar_langchain.cache.eviction.LRU` by default, or
+:class:`~oscar_langchain.cache.eviction.LFU`), and returns their keys. Backends raise
+:class:`~oscar_langchain.errors.CacheError` for any storage failure; the engine turns that
+into a miss plus an error event.
 
 ``changes_since(cursor)`` lets a process mirror, in its in-memory vector index, the
 vectors other processes wrote (SQLite, Redis). The Redis backend lives in
@@ -23,14 +25,15 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import heapq
 import sqlite3
 import threading
 from abc import ABC, abstractmethod
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from oscar_langchain.cache.eviction import EvictionPolicy, UseOrder, check_policy
 from oscar_langchain.errors import CacheError, ConfigurationError
 
 __all__ = ["CacheBackend", "Change", "MemoryBackend", "Record", "SQLiteBackend"]
@@ -82,7 +85,7 @@ class CacheBackend(ABC):
 
     @abstractmethod
     def get(self, key: str, now: float) -> Record | None:
-        """The live record under ``key`` (refreshing its LRU position), else ``None``."""
+        """The live record under ``key`` (counting one use of it), else ``None``."""
 
     @abstractmethod
     def put(self, record: Record, now: float) -> list[str]:
@@ -130,16 +133,20 @@ class CacheBackend(ABC):
 
 
 class MemoryBackend(CacheBackend):
-    """Process-local storage in an ordered dict (LRU order), the default.
+    """Process-local storage in a dict, the default.
 
     Args:
         max_size: most entries kept; ``None`` for no limit.
+        eviction: which entries go when full (default :class:`~.eviction.LRU`).
     """
 
-    def __init__(self, max_size: int | None = None) -> None:
+    def __init__(self, max_size: int | None = None, eviction: EvictionPolicy | None = None) -> None:
         _check_max_size(max_size)
         self.max_size = max_size
-        self._data: OrderedDict[str, Record] = OrderedDict()
+        self.eviction = check_policy(eviction)
+        self._data: dict[str, Record] = {}
+        self._order = UseOrder(self.eviction)
+        self._expiry: list[tuple[float, str]] = []  # (expires_at, key), a heap
         self._lock = threading.Lock()
 
     def get(self, key: str, now: float) -> Record | None:
@@ -150,29 +157,58 @@ class MemoryBackend(CacheBackend):
                 return None
             if record.expired(now):
                 del self._data[key]
+                self._order.discard(key)
                 return None
-            self._data.move_to_end(key)
+            self._order.touch(key, now)
             return record
 
     def put(self, record: Record, now: float) -> list[str]:
         """See :meth:`CacheBackend.put`."""
         with self._lock:
             self._data[record.key] = record
-            self._data.move_to_end(record.key)
-            evicted: list[str] = []
-            while self.max_size is not None and len(self._data) > self.max_size:
-                evicted.append(self._data.popitem(last=False)[0])
+            self._order.touch(record.key, now, reset=True)
+            if self.max_size is None:
+                return []
+            if record.expires_at is not None:
+                heapq.heappush(self._expiry, (record.expires_at, record.key))
+            excess = len(self._data) - self.max_size
+            if excess <= 0:
+                return []
+            evicted = self._expired(now, keep=record.key)
+            if excess > len(evicted):
+                evicted += self._order.victims(excess - len(evicted), keep=record.key)
+            for key in evicted:
+                del self._data[key]
             return evicted
+
+    def _expired(self, now: float, keep: str) -> list[str]:
+        # Entries past their TTL go before any live one (an unread expired entry would
+        # otherwise hold its slot; under LFU, for good). Heap entries whose record was
+        # replaced or removed since are stale and skipped.
+        out: list[str] = []
+        while self._expiry and self._expiry[0][0] <= now:
+            expires_at, key = heapq.heappop(self._expiry)
+            current = self._data.get(key)
+            if key != keep and current is not None and current.expires_at == expires_at:
+                self._order.discard(key)
+                out.append(key)
+        if len(self._expiry) > 2 * len(self._data) + 64:
+            self._expiry = [(r.expires_at, k) for k, r in self._data.items() if r.expires_at]
+            heapq.heapify(self._expiry)
+        return out
 
     def delete(self, key: str) -> None:
         """See :meth:`CacheBackend.delete`."""
         with self._lock:
             self._data.pop(key, None)
+            self._order.discard(key)
 
     def clear(self) -> None:
         """See :meth:`CacheBackend.clear`."""
         with self._lock:
             self._data.clear()
+            self._order.clear()
+            self._expiry.clear()
 
     def size(self) -> int:
         """See :meth:`CacheBackend.size`."""
@@ -201,10 +237,14 @@ CREATE TABLE IF NOT EXISTS {t} (
     vector BLOB,
     created_at REAL NOT NULL,
     expires_at REAL,
-    last_access REAL NOT NULL
+    last_access REAL NOT NULL,
+    uses INTEGER NOT NULL DEFAULT 1
 );
 CREATE INDEX IF NOT EXISTS {t}_lru ON {t}(last_access);
+CREATE INDEX IF NOT EXISTS {t}_exp ON {t}(expires_at);
 """
+_LFU_INDEX = "CREATE INDEX IF NOT EXISTS {t}_lfu ON {t}(uses, last_access)"
+_EVICTION_ORDER = {False: "last_access, id", True: "uses, last_access, id"}
 
 
 class SQLiteBackend(CacheBackend):
@@ -218,6 +258,8 @@ class SQLiteBackend(CacheBackend):
         max_size: most entries kept; ``None`` for no limit.
         table: the table name (letters, digits and ``_``).
         busy_timeout: seconds to wait for another writer's lock.
+        eviction: which entries go when full (default :class:`~.eviction.LRU`); every
+            process sharing the file should use the same policy.
     """
 
     def __init__(
@@ -226,8 +268,10 @@ class SQLiteBackend(CacheBackend):
         max_size: int | None = None,
         table: str = "oscar_cache",
         busy_timeout: float = 5.0,
+        eviction: EvictionPolicy | None = None,
     ) -> None:
         _check_max_size(max_size)
+        self.eviction = check_policy(eviction)
         if not table.replace("_", "").isalnum():
             raise ConfigurationError("table", "use letters, digits and underscores only")
         self.path = str(path)
@@ -241,8 +285,24 @@ class SQLiteBackend(CacheBackend):
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")
             self._conn.executescript(_SCHEMA.format(t=table))
+            self._add_uses_column()
+            if self.eviction.by_frequency:
+                self._conn.execute(_LFU_INDEX.format(t=table))
         except sqlite3.Error as exc:
             raise CacheError(f"cannot open SQLite cache at {self.path}: {exc}") from exc
+
+    def _add_uses_column(self) -> None:
+        # Files written before eviction policies existed lack the ``uses`` column.
+        columns = {row[1] for row in self._conn.execute(f"PRAGMA table_info({self.table})")}
+        if "uses" in columns:
+            return
+        try:
+            self._conn.execute(
+                f"ALTER TABLE {self.table} ADD COLUMN uses INTEGER NOT NULL DEFAULT 1"
+            )
+        except sqlite3.OperationalError as exc:
+            if "duplicate column" not in str(exc):  # else another process just added it
+                raise
 
     @property
     def shared(self) -> bool:
@@ -278,7 +338,7 @@ class SQLiteBackend(CacheBackend):
         if record.expired(now):
             self.delete(key)
             return None
-        self._run("UPDATE {t} SET last_access = ? WHERE key = ?", (now, key))
+        self._run("UPDATE {t} SET last_access = ?, uses = uses + 1 WHERE key = ?", (now, key))
         return record
 
     def put(self, record: Record, now: float) -> list[str]:
@@ -290,7 +350,8 @@ class SQLiteBackend(CacheBackend):
                 try:
                     cur.execute(
                         f"INSERT OR REPLACE INTO {self.table} (key, payload, partition, text, "
-                        "vector, created_at, expires_at, last_access) VALUES (?,?,?,?,?,?,?,?)",
+                        "vector, created_at, expires_at, last_access, uses) "
+                        "VALUES (?,?,?,?,?,?,?,?,1)",
                         (
                             record.key,
                             record.payload,
@@ -302,21 +363,7 @@ class SQLiteBackend(CacheBackend):
                             now,
                         ),
                     )
-                    evicted: list[str] = []
-                    if self.max_size is not None:
-                        (count,) = cur.execute(f"SELECT COUNT(*) FROM {self.table}").fetchone()
-                        if count > self.max_size:
-                            evicted = [
-                                str(r[0])
-                                for r in cur.execute(
-                                    f"SELECT key FROM {self.table} ORDER BY last_access, id "
-                                    "LIMIT ?",
-                                    (count - self.max_size,),
-                                )
-                            ]
-                            cur.executemany(
-                                f"DELETE FROM {self.table} WHERE key = ?", [(k,) for k in evicted]
-                            )
+                    evicted = self._evict(cur, record.key, now)
                     cur.execute("COMMIT")
                 except BaseException:
                     cur.execute("ROLLBACK")
@@ -324,6 +371,29 @@ class SQLiteBackend(CacheBackend):
             return evicted
         except sqlite3.Error as exc:
             raise CacheError(f"SQLite cache error: {exc}") from exc
+
+    def _evict(self, cur: sqlite3.Cursor, keep: str, now: float) -> list[str]:
+        """Inside the write transaction: expired rows first, then the policy's lowest."""
+        if self.max_size is None:
+            return []
+        t = self.table
+        (count,) = cur.execute(f"SELECT COUNT(*) FROM {t}").fetchone()
+        if count <= self.max_size:
+            return []
+        delete = f"DELETE FROM {t} WHERE key = ?"
+        rows = cur.execute(f"SELECT key FROM {t} WHERE expires_at <= ? AND key != ?", (now, keep))
+        expired = [str(r[0]) for r in rows]
+        cur.executemany(delete, [(k,) for k in expired])
+        excess = count - len(expired) - self.max_size
+        if excess <= 0:
+            return expired
+        order = _EVICTION_ORDER[self.eviction.by_frequency]
+        rows = cur.execute(
+            f"SELECT key FROM {t} WHERE key != ? ORDER BY {order} LIMIT ?", (keep, excess)
+        )
+        victims = [str(r[0]) for r in rows]
+        cur.executemany(delete, [(k,) for k in victims])
+        return expired + victims
 
     def delete(self, key: str) -> None:
         """See :meth:`CacheBackend.delete`."""

@@ -30,10 +30,13 @@ from langchain_core.messages import BaseMessage
 from langchain_core.outputs import Generation
 
 from oscar_langchain.cache.adapters import (
+    Turn,
     UnserialisableValueError,
     decode_value,
     encode_value,
-    request_from_messages,
+    message_turns,
+    request_from_turns,
+    serialised_turns,
 )
 from oscar_langchain.cache.core import CacheRequest
 from oscar_langchain.cache.engine import CacheEngine, Lookup
@@ -43,16 +46,23 @@ __all__ = ["OscarCache"]
 _TEMPERATURE = re.compile(r"""['"]temperature['"]\s*[,:]\s*([0-9.]+)""")
 
 
-def _messages(prompt: str) -> list[BaseMessage] | None:
+def _turns(prompt: str) -> list[Turn] | None:
+    """The turns of a chat prompt (a JSON message list), or ``None`` for a plain prompt."""
     if not prompt.startswith("["):
         return None
     try:
         data = json.loads(prompt)
+    except ValueError:
+        return None
+    turns = serialised_turns(data)
+    if turns is not None:
+        return turns
+    try:
         revived = decode_value(data)
     except (ValueError, TypeError, KeyError, NotImplementedError):
         return None
     if isinstance(revived, list) and revived and all(isinstance(m, BaseMessage) for m in revived):
-        return revived
+        return message_turns(revived)
     return None
 
 
@@ -84,9 +94,9 @@ class OscarCache(BaseCache):
     def _request(self, prompt: str, llm_string: str) -> CacheRequest:
         match = _TEMPERATURE.search(llm_string)
         params = {"temperature": float(match.group(1))} if match else {}
-        messages = _messages(prompt)
-        if messages is not None:
-            return request_from_messages(messages, llm_string, params, self.namespace)
+        turns = _turns(prompt)
+        if turns is not None:
+            return request_from_turns(turns, llm_string, params, self.namespace)
         return CacheRequest(prompt, llm_string, params, namespace=self.namespace)
 
     def _result(self, lookup: Lookup) -> RETURN_VAL_TYPE | None:

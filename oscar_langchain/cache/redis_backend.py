@@ -1,9 +1,13 @@
-"""Redis backend: shared across processes and machines, TTL native, LRU by sorted set.
+"""Redis backend: shared across processes and machines, TTL native, eviction by sorted set.
 
 Layout under ``prefix``: ``{prefix}:e:{key}`` is a hash (JSON payload, partition, text,
-raw float32 vector bytes, timestamps) with a native ``PEXPIRE`` when the entry has a
-TTL; ``{prefix}:lru`` is a sorted set of keys by last access (``ZPOPMIN`` evicts the
-least recently used, atomically even with several writers); ``{prefix}:log`` is a
+raw float32 vector bytes, timestamps, use count) with a native ``PEXPIRE`` when the
+entry has a TTL; ``{prefix}:order`` is a sorted set of keys scored by the eviction
+policy (:meth:`~oscar_langchain.cache.eviction.LFU.score` of the entry's uses and of
+``{prefix}:uses``, a global use counter, so recency does not depend on the clocks of
+several machines); with a ``max_size``, ``{prefix}:expiry`` scores keys by expiry time;
+two Lua scripts count a use and evict (expired keys first, then the lowest-scored, never
+the one just written), atomically even with several writers; ``{prefix}:log`` is a
 stream of the keys that carry vectors, in write order, so each process can mirror the others'
 vectors in its own index. Sync calls use ``redis.Redis``, async calls
 ``redis.asyncio.Redis``: no threads. The log is a Redis stream capped at twice
@@ -25,6 +29,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from oscar_langchain.cache.backends import CacheBackend, Change, Record, _check_max_size
+from oscar_langchain.cache.eviction import MAX_COUNTED_USES, EvictionPolicy, check_policy
 from oscar_langchain.errors import CacheError, ConfigurationError
 
 __all__ = ["RedisBackend"]
@@ -32,6 +37,46 @@ __all__ = ["RedisBackend"]
 _LOG_CAP = 1_000_000
 _SYNC_BATCH = 10_000
 _INSTALL_HINT = "RedisBackend needs redis: pip install oscar-langchain[redis]"
+
+# KEYS: entry hash, order set, use counter. ARGV: key, "1" for a write (one use, new
+# member) or "0" for a read, use weight, use cap. Mirrors LRU.score / LFU.score.
+_TOUCH = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local uses = 1
+if ARGV[2] == '0' then uses = redis.call('HINCRBY', KEYS[1], 'uses', 1) end
+local seq = redis.call('INCR', KEYS[3])
+if ARGV[3] ~= '0' then seq = seq % 4294967296 end
+local score = string.format('%.0f', math.min(uses, tonumber(ARGV[4])) * tonumber(ARGV[3]) + seq)
+if ARGV[2] == '1' then redis.call('ZADD', KEYS[2], score, ARGV[1])
+else redis.call('ZADD', KEYS[2], 'XX', score, ARGV[1]) end
+return uses
+"""
+
+# KEYS: order set, expiry set. ARGV: max size, key just written (never evicted),
+# entry-name prefix, now. Expired entries go first, then the lowest-scored ones.
+_EVICT = """
+local excess = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[1])
+local victims = {}
+if excess <= 0 then return victims end
+local function drop(member)
+  victims[#victims + 1] = member
+  redis.call('ZREM', KEYS[1], member)
+  redis.call('ZREM', KEYS[2], member)
+  redis.call('DEL', ARGV[3] .. member)
+end
+for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[4])) do
+  if member ~= ARGV[2] then drop(member) end
+end
+local left = excess - #victims
+if left <= 0 then return victims end
+for _, member in ipairs(redis.call('ZRANGE', KEYS[1], 0, left)) do
+  if member ~= ARGV[2] and left > 0 then
+    drop(member)
+    left = left - 1
+  end
+end
+return victims
+"""
 
 
 def _import_redis() -> Any:
@@ -72,6 +117,8 @@ class RedisBackend(CacheBackend):
         max_size: most entries kept; ``None`` for no limit.
         socket_timeout: seconds before a Redis call gives up (keep it short: a cache
             that waits long on a dead server is worse than a miss).
+        eviction: which entries go when full (default :class:`~.eviction.LRU`); every
+            process sharing ``prefix`` should use the same policy.
     """
 
     def __init__(
@@ -80,8 +127,10 @@ class RedisBackend(CacheBackend):
         prefix: str = "oscar:cache",
         max_size: int | None = None,
         socket_timeout: float = 0.5,
+        eviction: EvictionPolicy | None = None,
     ) -> None:
         _check_max_size(max_size)
+        self.eviction = check_policy(eviction)
         if socket_timeout <= 0:
             raise ConfigurationError("socket_timeout", "must be > 0")
         redis = _import_redis()
@@ -125,8 +174,16 @@ class RedisBackend(CacheBackend):
         return f"{self.prefix}:e:{key}"
 
     @property
-    def _lru(self) -> str:
-        return f"{self.prefix}:lru"
+    def _order(self) -> str:
+        return f"{self.prefix}:order"
+
+    @property
+    def _expiry(self) -> str:
+        return f"{self.prefix}:expiry"
+
+    def _touch_args(self, key: str, write: bool) -> tuple[Any, ...]:
+        return (_TOUCH, 3, self._k(key), self._order, f"{self.prefix}:uses", key,
+                "1" if write else "0", self.eviction.use_weight, MAX_COUNTED_USES)  # fmt: skip
 
     @property
     def _log(self) -> str:
@@ -143,6 +200,7 @@ class RedisBackend(CacheBackend):
             "text": record.text,
             "created_at": repr(record.created_at),
             "expires_at": "" if record.expires_at is None else repr(record.expires_at),
+            "uses": 1,
         }
         if record.vector is not None:
             mapping["vector"] = record.vector
@@ -154,13 +212,19 @@ class RedisBackend(CacheBackend):
         pipe.hset(name, mapping=self._mapping(record))
         if record.expires_at is not None:
             pipe.pexpire(name, max(1, int((record.expires_at - now) * 1000)))
-        pipe.zadd(self._lru, {record.key: now})
+        if self.max_size is not None and record.expires_at is not None:
+            pipe.zadd(self._expiry, {record.key: record.expires_at})
+        elif self.max_size is not None:
+            pipe.zrem(self._expiry, record.key)
+        pipe.eval(*self._touch_args(record.key, write=True))
         if record.vector is not None:
             pipe.xadd(self._log, {"k": record.key}, maxlen=self._log_cap, approximate=True)
-        pipe.zcard(self._lru)
+        if self.max_size is not None:
+            pipe.eval(_EVICT, 2, self._order, self._expiry, self.max_size, record.key,
+                      self._k(""), repr(now))  # fmt: skip
 
-    def _excess(self, count: int) -> int:
-        return 0 if self.max_size is None else max(0, count - self.max_size)
+    def _evicted(self, results: list[Any]) -> list[str]:
+        return [_text(k) for k in results[-1]] if self.max_size is not None else []
 
     # -- sync -----------------------------------------------------------------------------
 
@@ -174,7 +238,7 @@ class RedisBackend(CacheBackend):
             if record.expired(now):
                 self.delete(key)
                 return None
-            self._client.zadd(self._lru, {key: now}, xx=True)
+            self._client.eval(*self._touch_args(key, write=False))
             return record
         except self._errors as exc:
             raise self._fail(exc) from exc
@@ -184,13 +248,7 @@ class RedisBackend(CacheBackend):
         try:
             pipe = self._client.pipeline(transaction=True)
             self._queue_put(pipe, record, now)
-            count = pipe.execute()[-1]
-            excess = self._excess(int(count))
-            if not excess:
-                return []
-            evicted = [_text(k) for k, _ in self._client.zpopmin(self._lru, excess)]
-            self._client.delete(*[self._k(k) for k in evicted])
-            return evicted
+            return self._evicted(pipe.execute())
         except self._errors as exc:
             raise self._fail(exc) from exc
 
@@ -198,7 +256,8 @@ class RedisBackend(CacheBackend):
         """See :meth:`CacheBackend.delete`."""
         try:
             self._client.delete(self._k(key))
-            self._client.zrem(self._lru, key)
+            self._client.zrem(self._order, key)
+            self._client.zrem(self._expiry, key)
         except self._errors as exc:
             raise self._fail(exc) from exc
 
@@ -217,9 +276,9 @@ class RedisBackend(CacheBackend):
             raise self._fail(exc) from exc
 
     def size(self) -> int:
-        """Entries in the LRU set (an expired entry counts until touched or evicted)."""
+        """Entries in the order set (an expired entry counts until touched or evicted)."""
         try:
-            return int(self._client.zcard(self._lru))
+            return int(self._client.zcard(self._order))
         except self._errors as exc:
             raise self._fail(exc) from exc
 
@@ -257,8 +316,10 @@ class RedisBackend(CacheBackend):
             record = _record(key, fields)
             if record.expired(now):
                 await client.delete(self._k(key))
+                await client.zrem(self._order, key)
+                await client.zrem(self._expiry, key)
                 return None
-            await client.zadd(self._lru, {key: now}, xx=True)
+            await client.eval(*self._touch_args(key, write=False))
             return record
         except self._errors as exc:
             raise self._fail(exc) from exc
@@ -269,13 +330,7 @@ class RedisBackend(CacheBackend):
         try:
             pipe = client.pipeline(transaction=True)
             self._queue_put(pipe, record, now)
-            count = (await pipe.execute())[-1]
-            excess = self._excess(int(count))
-            if not excess:
-                return []
-            evicted = [_text(k) for k, _ in await client.zpopmin(self._lru, excess)]
-            await client.delete(*[self._k(k) for k in evicted])
-            return evicted
+            return self._evicted(await pipe.execute())
         except self._errors as exc:
             raise self._fail(exc) from exc
 

@@ -49,6 +49,26 @@ def as_unit_vector(vector: Sequence[float] | FloatArray, dim: int | None = None)
     return arr / norm if norm > 0 else arr
 
 
+_BLOCK_ELEMENTS = 256 * 384
+
+
+def matvec(matrix: FloatArray, query: FloatArray) -> npt.NDArray[np.float32]:
+    """``matrix @ query``, in row blocks small enough for BLAS to stay on one thread.
+
+    One large product lets OpenBLAS split it over its thread pool: a matrix-vector
+    product gains nothing from that, and on a busy machine waiting for the other threads
+    made a 10k x 384 product 10-30x slower (wall) in ``benchmarks/bench_cache.py``.
+    Blocks of about 256 x 384 values run on the calling thread (checked: process CPU
+    time equals thread CPU time) and take half to a third of ``np.einsum``'s CPU time.
+    """
+    n = matrix.shape[0]
+    out: npt.NDArray[np.float32] = np.empty(n, dtype=np.float32)
+    step = max(16, _BLOCK_ELEMENTS // max(1, matrix.shape[1]))
+    for start in range(0, n, step):
+        np.matmul(matrix[start : start + step], query, out=out[start : start + step])
+    return out
+
+
 class _Bucket:
     """Rows in one contiguous matrix, with their keys and partition ids."""
 
@@ -85,9 +105,7 @@ class _Bucket:
 
     def scores(self, query: FloatArray, pid: int | None) -> npt.NDArray[np.float32]:
         n = len(self.keys)
-        # einsum, not BLAS: a matrix-vector product gains nothing from BLAS threads, and
-        # on a busy machine OpenBLAS's thread pool made it 30x slower in our benchmark.
-        scores: npt.NDArray[np.float32] = np.einsum("ij,j->i", self.matrix[:n], query)
+        scores: npt.NDArray[np.float32] = matvec(self.matrix[:n], query)
         if pid is not None:
             scores[self.parts[:n] != pid] = -np.inf
         return scores
@@ -172,7 +190,7 @@ class VectorIndex:
     def _bucket_for(self, unit: FloatArray) -> int:
         if self._centroids is None:
             return 0
-        return int(np.argmax(np.einsum("ij,j->i", self._centroids, unit)))
+        return int(np.argmax(matvec(self._centroids, unit)))
 
     def _insert(self, key: str, unit: FloatArray, pid: int) -> None:
         b = self._bucket_for(unit)
@@ -235,7 +253,7 @@ class VectorIndex:
         if self._centroids is None:
             return list(range(len(self._buckets)))
         nprobe = self._nprobe or max(8, len(self._buckets) // 16)
-        near = np.einsum("ij,j->i", self._centroids, query)
+        near = matvec(self._centroids, query)
         if nprobe >= len(near):
             return list(range(len(near)))
         return [int(i) for i in np.argpartition(-near, nprobe - 1)[:nprobe]]

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import time
 from typing import Any
+from uuid import UUID
 
+from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.language_models import BaseChatModel, FakeListChatModel
 from langchain_core.messages import BaseMessage
 
+from oscar_langchain._runnable import ANNOTATION_EVENT
 from oscar_langchain.cache import CachedRunnable, CacheEvent, semantic_engine
 from oscar_langchain.demo.context import DemoContext
 from oscar_langchain.models import estimate_cost
@@ -41,6 +44,27 @@ def _model(ctx: DemoContext) -> BaseChatModel:
     )
 
 
+class _CacheAnnotations(BaseCallbackHandler):
+    """Keeps the ``oscar.cache.*`` attributes of the last cached run (what a tracer sees)."""
+
+    def __init__(self) -> None:
+        self.last: dict[str, Any] = {}
+
+    def on_custom_event(
+        self,
+        name: str,
+        data: Any,
+        *,
+        run_id: UUID,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Record the cache attributes of an annotation event."""
+        if name == ANNOTATION_EVENT and isinstance(data, dict) and "oscar.cache.hit" in data:
+            self.last = dict(data)
+
+
 def _text(message: Any) -> str:
     content = message.content if isinstance(message, BaseMessage) else message
     return content if isinstance(content, str) else str(content)
@@ -56,15 +80,16 @@ def run(ctx: DemoContext) -> None:
     miss_seconds: list[float] = []
     hit_seconds: list[float] = []
     saved_in = saved_out = 0
+    seen = _CacheAnnotations()
     out("== Cache: exact and semantic, guarded against false hits ==")
     for label, question in ASKS:
         before = cached.stats()
         start = time.perf_counter()
-        answer = _text(cached.invoke(question, {"callbacks": ctx.callbacks}))
+        answer = _text(cached.invoke(question, {"callbacks": [*ctx.callbacks, seen]}))
         elapsed = time.perf_counter() - start
         after = cached.stats()
-        hit = after["hits"] > before["hits"]
-        semantic = after["semantic_hits"] > before["semantic_hits"]
+        hit = bool(seen.last.get("oscar.cache.hit"))
+        semantic = bool(seen.last.get("oscar.cache.semantic"))
         if hit:
             hit_seconds.append(elapsed)
             saved_in += counter.count(question)
@@ -72,6 +97,8 @@ def run(ctx: DemoContext) -> None:
         else:
             miss_seconds.append(elapsed)
         kind = "semantic hit" if semantic else "exact hit" if hit else "miss -> model"
+        if hit:
+            kind += f" (similarity {seen.last['oscar.cache.similarity']:.3f})"
         out(f"- {label}: {question!r}")
         out(f"    {kind} in {elapsed * 1000:.1f} ms: {answer[:90]!r}")
         if after["rejected"] > before["rejected"]:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from langchain_core.caches import BaseCache
 from langchain_core.runnables import RunnableLambda
 from langchain_tests.integration_tests import AsyncCacheTestSuite, SyncCacheTestSuite
 
-from oscar_langchain.cache import CachedRunnable, CacheEngine, OscarCache, RedisBackend
+from oscar_langchain.cache import LFU, CachedRunnable, CacheEngine, OscarCache, RedisBackend
 from oscar_langchain.cache.backends import Record
 from oscar_langchain.cache.core import CacheRequest
 from oscar_langchain.embeddings import OfflineEmbeddings
@@ -31,8 +32,9 @@ class TestRedisBackendContract(BackendContract):
         made: list[RedisBackend] = []
         name = prefix()
 
-        def make(max_size: int | None) -> RedisBackend:
-            made.append(RedisBackend(redis_server.url, prefix=name, max_size=max_size))
+        def make(max_size: int | None, eviction: Any = None) -> RedisBackend:
+            made.append(RedisBackend(redis_server.url, prefix=name, max_size=max_size,
+                                     eviction=eviction))  # fmt: skip
             return made[-1]
 
         yield make
@@ -134,3 +136,15 @@ def test_redis_stopped_mid_run_serves_misses_and_recovers(own_redis_server: Redi
     assert asyncio.run(cached.ainvoke("c")) == "C"
     assert asyncio.run(cached.ainvoke("c")) == "C" and calls == 7
     assert cached.stats()["errors"] == errors_during_outage  # no error since the restart
+
+
+def test_lfu_scores_in_redis_follow_the_policy(redis_server: RedisServer) -> None:
+    backend = RedisBackend(redis_server.url, prefix=prefix(), max_size=10, eviction=LFU())
+    backend.put(Record("a", '"1"'), now=0.0)
+    backend.get("a", now=1.0)
+    backend.get("a", now=2.0)
+    client = backend._client
+    seq = int(client.get(f"{backend.prefix}:uses"))
+    assert client.zscore(f"{backend.prefix}:order", "a") == LFU().score(3, seq)
+    assert client.hget(f"{backend.prefix}:e:a", "uses") == b"3"
+    backend.clear()

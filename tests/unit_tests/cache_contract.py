@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 
 import numpy as np
 import pytest
@@ -10,6 +11,8 @@ import pytest
 from oscar_langchain.cache.backends import CacheBackend, Record
 from oscar_langchain.cache.core import CacheRequest
 from oscar_langchain.cache.engine import CacheEngine
+from oscar_langchain.cache.eviction import LFU, LRU
+from oscar_langchain.errors import ConfigurationError
 
 
 def vec(*values: float) -> bytes:
@@ -17,7 +20,7 @@ def vec(*values: float) -> bytes:
 
 
 class BackendContract:
-    """Subclasses provide a ``backend`` fixture taking ``max_size`` via ``make_backend``."""
+    """Subclasses provide ``make_backend(max_size, eviction=None)``; ``backend`` is unbounded."""
 
     @pytest.fixture
     def make_backend(self):  # pragma: no cover - overridden
@@ -57,6 +60,101 @@ class BackendContract:
         assert backend.get("b", now=5.0) is None
         assert backend.get("a", now=5.0) is not None
         assert backend.size() == 2
+
+    def test_lru_is_the_default_and_policies_are_validated(self, make_backend) -> None:
+        assert make_backend(2).eviction == LRU()
+        with pytest.raises(ConfigurationError, match="eviction"):
+            make_backend(2, "lfu")
+
+    def test_lfu_evicts_the_least_used_entry_never_the_new_one(self, make_backend) -> None:
+        backend = make_backend(2, LFU())
+        backend.put(Record("a", "1"), now=1.0)
+        backend.put(Record("b", "2"), now=2.0)
+        for now in (3.0, 4.0, 5.0):  # a: 4 uses
+            assert backend.get("a", now=now) is not None
+        assert backend.get("b", now=6.0) is not None  # b: 2 uses, and the most recent
+        assert backend.put(Record("c", "3"), now=7.0) == ["b"]  # LRU would drop a
+        # c has one use, fewer than a, but the entry being written is never the victim
+        assert backend.put(Record("d", "4"), now=8.0) == ["c"]
+        assert backend.get("a", now=9.0) is not None
+        assert backend.get("d", now=9.0) is not None
+        assert backend.size() == 2
+
+    def test_lfu_ties_go_to_the_least_recently_used(self, make_backend) -> None:
+        backend = make_backend(3, LFU())
+        for i, key in enumerate("xyz"):
+            backend.put(Record(key, "1"), now=float(i))
+        backend.get("x", now=3.0)
+        backend.get("y", now=4.0)  # x and y: 2 uses each, x the older; z: 1 use
+        assert backend.put(Record("w", "1"), now=5.0) == ["z"]
+        backend.get("w", now=6.0)  # now x, y and w all have 2 uses
+        assert backend.put(Record("v", "1"), now=7.0) == ["x"]
+
+    def test_lfu_overwrite_starts_again_at_one_use(self, make_backend) -> None:
+        backend = make_backend(2, LFU())
+        backend.put(Record("a", "1"), now=1.0)
+        backend.put(Record("b", "1"), now=2.0)
+        for now in (3.0, 4.0):
+            backend.get("a", now=now)
+        backend.put(Record("a", "2"), now=5.0)  # a: back to one use
+        backend.get("b", now=6.0)  # b: 2 uses
+        assert backend.put(Record("c", "1"), now=7.0) == ["a"]
+
+    @pytest.mark.parametrize("policy", [LRU(), LFU()], ids=["lru", "lfu"])
+    def test_eviction_matches_a_brute_force_oracle(self, make_backend, policy) -> None:
+        backend, rng = make_backend(3, policy), random.Random(7)
+        model: dict[str, tuple[int, float]] = {}  # key -> (uses, last use)
+        for step in range(300):
+            now, key, op = float(step), rng.choice("abcdef"), rng.random()
+            if op < 0.45:
+                evicted = backend.put(Record(key, "1"), now=now)
+                model[key] = (1, now)
+                expected = sorted((k for k in model if k != key),
+                                  key=lambda k: policy.rank(*model[k]))[: len(model) - 3]  # fmt: skip
+                for gone in expected:
+                    del model[gone]
+                assert evicted == expected, step
+            elif op < 0.9:
+                assert (backend.get(key, now=now) is not None) == (key in model), step
+                if key in model:
+                    model[key] = (model[key][0] + 1, now)
+            else:
+                backend.delete(key)
+                model.pop(key, None)
+        assert backend.size() == len(model)
+
+    @pytest.mark.parametrize("policy", [LRU(), LFU()], ids=["lru", "lfu"])
+    def test_expired_entries_are_evicted_before_live_ones(self, make_backend, policy) -> None:
+        backend = make_backend(2, policy)
+        backend.put(Record("old", "1", expires_at=10.0), now=1.0)
+        backend.put(Record("live", "2"), now=2.0)
+        for now in (3.0, 4.0, 5.0):  # "old" is the most used and the most recent
+            assert backend.get("old", now=now) is not None
+        assert backend.put(Record("new", "3"), now=11.0) == ["old"]
+        assert backend.get("live", now=12.0) is not None
+        assert backend.size() == 2
+
+    def test_rewriting_without_a_ttl_cancels_the_expiry(self, make_backend) -> None:
+        backend = make_backend(2)
+        backend.put(Record("k", "1", expires_at=10.0), now=1.0)
+        backend.put(Record("k", "2"), now=2.0)
+        backend.put(Record("a", "3"), now=3.0)
+        assert backend.get("k", now=4.0) is not None
+        assert backend.put(Record("b", "4"), now=20.0) == ["a"]
+        assert backend.get("k", now=21.0) is not None
+
+    def test_lfu_through_the_engine_drops_evicted_vectors(self, make_backend) -> None:
+        def embed(texts: list[str]) -> list[list[float]]:
+            return [[1.0, 0.0] if "cat" in t else [0.0, 1.0] for t in texts]
+
+        engine = CacheEngine(make_backend(1, LFU()), embed=embed, threshold=0.9,
+                             use_guard=False, clock=lambda: 0.0)  # fmt: skip
+        cat, dog = CacheRequest("a cat", model="m"), CacheRequest("a dog", model="m")
+        engine.store(cat, "meow", engine.lookup(cat))
+        engine.store(dog, "woof", engine.lookup(dog))
+        assert engine.stats()["evictions"] == 1 and cat.exact_key() not in engine.index
+        assert not engine.lookup(CacheRequest("the cat", model="m")).hit
+        assert engine.lookup(CacheRequest("the dog", model="m")).value == "woof"
 
     def test_delete_and_clear(self, backend: CacheBackend) -> None:
         backend.put(Record("a", "1"), now=0.0)

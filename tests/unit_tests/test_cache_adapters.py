@@ -4,7 +4,16 @@ import json
 
 from langchain_core.language_models import FakeListChatModel
 from langchain_core.load import dumps
-from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage
+from langchain_core.messages import (
+    AIMessage,
+    AIMessageChunk,
+    ChatMessage,
+    FunctionMessage,
+    HumanMessage,
+    SystemMessage,
+    SystemMessageChunk,
+    ToolMessage,
+)
 from langchain_core.outputs import Generation
 from langchain_core.prompt_values import ChatPromptValue
 from langchain_core.prompts import ChatPromptTemplate
@@ -13,11 +22,15 @@ from langchain_core.runnables import RunnableLambda
 from oscar_langchain.cache import OscarCache
 from oscar_langchain.cache.adapters import (
     assemble_chunks,
+    decode_value,
+    message_turns,
     model_identity,
     request_from_input,
+    request_from_messages,
+    serialised_turns,
     to_chunk,
 )
-from oscar_langchain.cache.langchain_cache import _messages
+from oscar_langchain.cache.langchain_cache import _turns
 
 
 def test_request_from_various_inputs() -> None:
@@ -54,12 +67,37 @@ def test_chunks() -> None:
 
 
 def test_llm_cache_prompt_parsing_and_unserialisable_values() -> None:
-    assert _messages("[not json") is None
-    assert _messages(json.dumps([1, 2])) is None
-    assert _messages(dumps([HumanMessage("q")]))[0].content == "q"  # type: ignore[index]
+    assert _turns("[not json") is None
+    assert _turns(json.dumps([1, 2])) is None
+    assert _turns(dumps([HumanMessage("q")])) == [(False, "human", "q")]
     cache = OscarCache()
 
     cache.update("p", "llm", [Generation(text="ok")])
     cache.update("p2", "llm", [object()])  # type: ignore[list-item]
     assert cache.lookup("p2", "llm") is None
     assert cache.stats()["errors"] >= 1
+
+
+def test_serialised_prompts_are_read_like_revived_messages() -> None:
+    conversation = [
+        SystemMessage("Be brief."),
+        HumanMessage([{"type": "text", "text": "hi"}, {"type": "image_url", "image_url": "x"}]),
+        AIMessage("", tool_calls=[{"name": "f", "args": {"a": 1}, "id": "1"}]),
+        ToolMessage("42", tool_call_id="1"),
+        FunctionMessage("out", name="f"),
+        ChatMessage(role="critic", content="hmm"),
+        SystemMessage("Also: cite sources."),
+        HumanMessage("And now?"),
+    ]
+    data = json.loads(dumps(conversation))
+    fast = serialised_turns(data)
+    assert fast == message_turns(decode_value(data))
+    assert _turns(dumps(conversation)) == fast
+    req = request_from_messages(conversation, "m")
+    assert (req.text, req.system) == ("And now?", "Be brief.\nAlso: cite sources.")
+    # anything but plain messages is revived instead of read
+    chunked = json.loads(dumps([SystemMessageChunk(content="s"), HumanMessage("q")]))
+    assert serialised_turns(chunked) is None
+    assert _turns(dumps([SystemMessageChunk(content="s"), HumanMessage("q")])) == [
+        (True, "SystemMessageChunk", "s"), (False, "human", "q")]  # fmt: skip
+    assert serialised_turns([{"lc": 1, "type": "constructor", "id": ["x"], "kwargs": {}}]) is None

@@ -12,8 +12,9 @@ from oscar_langchain.cache.core import (
     TemperaturePolicy,
     normalise_text,
 )
+from oscar_langchain.cache.eviction import LFU, LRU, MAX_COUNTED_USES, UseOrder
 from oscar_langchain.cache.guard import RuleGuard, check_all, extract_features
-from oscar_langchain.cache.vector_index import VectorIndex
+from oscar_langchain.cache.vector_index import VectorIndex, matvec
 from oscar_langchain.errors import ConfigurationError
 
 
@@ -187,3 +188,28 @@ def test_ivf_mode_finds_near_duplicates_and_survives_deletes() -> None:
         VectorIndex(nprobe=0)
     index.clear()
     assert index.nlist == 1 and index.search(data["k3"]) == []
+
+
+def test_use_order_counts_uses_and_stays_compact() -> None:
+    order = UseOrder(LFU())
+    for step in range(500):
+        order.touch("hot", float(step))
+    order.touch("cold", 500.0)
+    assert order.uses("hot") == 500 and order.uses("cold") == 1 and len(order) == 2
+    assert len(order._heap) <= 2 * len(order) + 64  # stale entries were dropped
+    assert order.victims(5, keep="nothing") == ["cold", "hot"]
+    assert order.uses("hot") == 0 and len(order) == 0
+
+
+def test_scores_order_like_ranks() -> None:
+    assert LRU().score(uses=50, seq=3) < LRU().score(uses=1, seq=4)
+    assert LFU().score(uses=2, seq=3) > LFU().score(uses=1, seq=2**32 - 1)
+    assert LFU().score(uses=10**9, seq=0) == LFU().score(uses=MAX_COUNTED_USES, seq=0)
+
+
+@pytest.mark.parametrize("rows, dim", [(0, 8), (3, 5), (1000, 384), (300, 1536)])
+def test_blocked_matvec_equals_the_plain_product(rows: int, dim: int) -> None:
+    rng = np.random.default_rng(rows)
+    matrix = rng.normal(size=(rows, dim)).astype(np.float32)
+    query = rng.normal(size=dim).astype(np.float32)
+    np.testing.assert_allclose(matvec(matrix, query), matrix @ query, rtol=1e-5, atol=1e-4)

@@ -15,7 +15,9 @@ def test_demo_runs_without_a_local_model() -> None:
     )
     run(ctx)
     text = "\n".join(lines)
-    assert "exact hit" in text and "semantic hit" in text
+    assert "exact hit (similarity 1.000)" in text
+    semantic = [line for line in lines if "semantic hit (similarity 0." in line]
+    assert len(semantic) == 1  # the paraphrase, below an exact match
     assert "guard refused a neighbour: negation differs" in text
     assert "hits 2/4 (semantic 1), rejected near-misses 1" in text
     assert "saved 2 model calls" in text

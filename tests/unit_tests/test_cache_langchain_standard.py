@@ -13,7 +13,7 @@ from langchain_core.messages import HumanMessage, SystemMessage
 from langchain_core.outputs import Generation
 from langchain_tests.integration_tests import AsyncCacheTestSuite, SyncCacheTestSuite
 
-from oscar_langchain.cache import CacheEngine, OscarCache, SQLiteBackend
+from oscar_langchain.cache import LFU, CacheEngine, MemoryBackend, OscarCache, SQLiteBackend
 from oscar_langchain.cache.backends import Record
 from oscar_langchain.embeddings import OfflineEmbeddings
 
@@ -48,6 +48,23 @@ class TestSQLiteAsync(AsyncCacheTestSuite):
     @pytest.fixture
     async def cache(self, tmp_path: Path) -> BaseCache:
         return OscarCache(CacheEngine(SQLiteBackend(tmp_path / "lc.db")))
+
+
+class TestSQLiteSemanticSync(SyncCacheTestSuite):
+    @pytest.fixture
+    def cache(self, tmp_path: Path) -> Iterator[BaseCache]:
+        backend = SQLiteBackend(tmp_path / "lc.db")
+        embed = OfflineEmbeddings(n_features=256).embed_documents
+        yield OscarCache(CacheEngine(backend, embed=embed))
+        backend.close()
+
+
+class TestSemanticLFUAsync(AsyncCacheTestSuite):
+    @pytest.fixture
+    async def cache(self) -> BaseCache:
+        emb = OfflineEmbeddings(n_features=256)
+        backend = MemoryBackend(max_size=100, eviction=LFU())
+        return OscarCache(CacheEngine(backend, aembed=emb.aembed_documents))
 
 
 @pytest.fixture
