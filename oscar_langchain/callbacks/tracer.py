@@ -28,6 +28,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
 from oscar_langchain._runnable import ANNOTATION_EVENT
 from oscar_langchain.callbacks import _genai as ga
 from oscar_langchain.callbacks._base import SafeHandler
+from oscar_langchain.callbacks._otel_fast import FastSpans
 from oscar_langchain.callbacks._redact import redact, truncate
 from oscar_langchain.callbacks._runs import AttributeValue, ModelRequest, llm_usage
 from oscar_langchain.errors import ConfigurationError
@@ -35,6 +36,7 @@ from oscar_langchain.errors import ConfigurationError
 __all__ = ["OscarTracer"]
 
 _CLIENT = SpanKind.CLIENT
+_INTERNAL = SpanKind.INTERNAL
 
 
 class _Run:
@@ -91,6 +93,7 @@ class OscarTracer(SafeHandler):
             raise ConfigurationError("max_content_chars", "must be at least 16")
         provider = tracer_provider if tracer_provider is not None else trace.get_tracer_provider()
         self._tracer = provider.get_tracer("oscar_langchain")
+        self._fast = FastSpans.create(provider, self._tracer)
         self._metrics = ga.GenAIMetrics(meter_provider) if meter_provider is not None else None
         self.capture_content = capture_content
         self.max_content_chars = max_content_chars
@@ -101,15 +104,23 @@ class OscarTracer(SafeHandler):
         """Spans started and not yet ended (bounded by ``max_open_runs``)."""
         return len(self._runs)
 
-    def _parent(self, parent_run_id: UUID | None) -> Context | None:
-        if parent_run_id is None:
-            return None
-        parent = self._runs.get(parent_run_id)
-        if parent is None:
-            return None
-        if parent.ctx is None:
-            parent.ctx = trace.set_span_in_context(parent.span)
-        return parent.ctx
+    def _start(
+        self,
+        name: str,
+        parent_run_id: UUID | None,
+        kind: SpanKind = _INTERNAL,
+        attributes: dict[str, AttributeValue] | None = None,
+    ) -> trace.Span:
+        parent = self._runs.get(parent_run_id) if parent_run_id is not None else None
+        fast = self._fast
+        if fast is not None and fast.still_valid:
+            return fast.start(name, parent.span if parent is not None else None, kind, attributes)
+        context = None
+        if parent is not None:
+            if parent.ctx is None:
+                parent.ctx = trace.set_span_in_context(parent.span)
+            context = parent.ctx
+        return self._tracer.start_span(name, context=context, kind=kind, attributes=attributes)
 
     def _open(self, run_id: UUID, run: _Run) -> None:
         runs = self._runs
@@ -136,10 +147,7 @@ class OscarTracer(SafeHandler):
         if self.capture_content:
             attributes = attributes or {}
             attributes[ga.INPUT] = ga.content_text(inputs, self.max_content_chars)
-        span = self._tracer.start_span(
-            name, context=self._parent(parent_run_id), attributes=attributes
-        )
-        self._open(run_id, _Run(span))
+        self._open(run_id, _Run(self._start(name, parent_run_id, _INTERNAL, attributes)))
 
     def _model_start(
         self, run_id: UUID, parent_run_id: UUID | None, name: str, request: ModelRequest
@@ -162,13 +170,8 @@ class OscarTracer(SafeHandler):
             attributes[ga.INPUT_MESSAGES] = ga.content_text(
                 ga.message_dicts(request.prompts), self.max_content_chars
             )
-        span = self._tracer.start_span(
-            f"{operation} {model}" if model else operation,
-            context=self._parent(parent_run_id),
-            kind=_CLIENT,
-            attributes=attributes,
-        )
-        run = _Run(span)
+        span_name = f"{operation} {model}" if model else operation
+        run = _Run(self._start(span_name, parent_run_id, _CLIENT, attributes))
         run.metric_attrs = metric_attrs
         run.start = time.perf_counter()
         self._open(run_id, run)
