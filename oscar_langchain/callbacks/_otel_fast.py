@@ -76,6 +76,9 @@ class FastSpans:
             and sampler._local_parent_not_sampled is ALWAYS_OFF
         )
         self.on_end = processor.on_end
+        self.resource = tracer.resource
+        self.instrumentation_info = tracer.instrumentation_info
+        self.instrumentation_scope = tracer._instrumentation_scope
 
     @classmethod
     def create(cls, provider: Any, tracer: Any) -> FastSpans | None:
@@ -199,25 +202,26 @@ class FastSpan(trace.Span, ReadableSpan):
         attributes: dict[str, AttributeValue] | None,
         recording: bool,
     ) -> None:
-        # ReadableSpan's fields, set directly (its __init__ would build an empty Resource).
-        tracer = maker._tracer
+        # ReadableSpan's fields, set directly (its __init__ would build an empty Resource);
+        # the ones every new span shares are class attributes below.
         self._name = name
         self._context = context
         self._kind = kind
-        self._instrumentation_info = tracer.instrumentation_info
-        self._instrumentation_scope = tracer._instrumentation_scope
         self._parent = parent
         self._start_time = time.time_ns()
-        self._end_time: int | None = None
-        self._attributes = None
-        self._events = ()
-        self._links = ()
-        self._resource = tracer.resource
-        self._status = _UNSET
+        self._instrumentation_info = maker.instrumentation_info
+        self._instrumentation_scope = maker.instrumentation_scope
+        self._resource = maker.resource
         self.maker = maker
         self.start_attributes = attributes
         self.recording = recording
-        self.changes: list[Callable[[SdkSpan], None]] | None = None
+
+    _end_time: int | None = None
+    _attributes = None
+    _events = ()
+    _links = ()
+    _status = _UNSET
+    changes: list[Callable[[SdkSpan], None]] | None = None
 
     def _change(self, apply: Callable[[SdkSpan], None]) -> None:
         if self.recording and self._end_time is None:

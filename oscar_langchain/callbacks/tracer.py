@@ -18,7 +18,6 @@ import time
 import traceback
 from collections.abc import Mapping
 from typing import Any
-from uuid import UUID
 
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -27,7 +26,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
 
 from oscar_langchain._runnable import ANNOTATION_EVENT
 from oscar_langchain.callbacks import _genai as ga
-from oscar_langchain.callbacks._base import SafeHandler
+from oscar_langchain.callbacks._base import RunKey, SafeHandler
 from oscar_langchain.callbacks._otel_fast import FastSpans
 from oscar_langchain.callbacks._redact import redact, truncate
 from oscar_langchain.callbacks._runs import AttributeValue, ModelRequest, llm_usage
@@ -97,7 +96,7 @@ class OscarTracer(SafeHandler):
         self._metrics = ga.GenAIMetrics(meter_provider) if meter_provider is not None else None
         self.capture_content = capture_content
         self.max_content_chars = max_content_chars
-        self._runs: dict[UUID, _Run] = {}
+        self._runs: dict[RunKey, _Run] = {}
 
     @property
     def open_runs(self) -> int:
@@ -107,7 +106,7 @@ class OscarTracer(SafeHandler):
     def _start(
         self,
         name: str,
-        parent_run_id: UUID | None,
+        parent_run_id: RunKey | None,
         kind: SpanKind = _INTERNAL,
         attributes: dict[str, AttributeValue] | None = None,
     ) -> trace.Span:
@@ -122,7 +121,7 @@ class OscarTracer(SafeHandler):
             context = parent.ctx
         return self._tracer.start_span(name, context=context, kind=kind, attributes=attributes)
 
-    def _open(self, run_id: UUID, run: _Run) -> None:
+    def _open(self, run_id: RunKey, run: _Run) -> None:
         runs = self._runs
         runs[run_id] = run
         if len(runs) > self.max_open_runs:
@@ -135,7 +134,7 @@ class OscarTracer(SafeHandler):
                 oldest.span.end()
 
     def _run_start(
-        self, run_type: str, run_id: UUID, parent_run_id: UUID | None, name: str, inputs: Any
+        self, run_type: str, run_id: RunKey, parent_run_id: RunKey | None, name: str, inputs: Any
     ) -> None:
         # Chains, the bulk of runs, carry no attribute: an empty start is the SDK's fast path.
         attributes: dict[str, AttributeValue] | None = None
@@ -150,7 +149,7 @@ class OscarTracer(SafeHandler):
         self._open(run_id, _Run(self._start(name, parent_run_id, _INTERNAL, attributes)))
 
     def _model_start(
-        self, run_id: UUID, parent_run_id: UUID | None, name: str, request: ModelRequest
+        self, run_id: RunKey, parent_run_id: RunKey | None, name: str, request: ModelRequest
     ) -> None:
         model, provider = request.model()
         operation = "chat" if request.chat else "text_completion"
@@ -176,13 +175,13 @@ class OscarTracer(SafeHandler):
         run.start = time.perf_counter()
         self._open(run_id, run)
 
-    def _token(self, run_id: UUID) -> None:
+    def _token(self, run_id: RunKey) -> None:
         run = self._runs.get(run_id)
         if run is not None and not run.streamed:
             run.streamed = True
             run.span.set_attribute(ga.TTFT, time.perf_counter() - run.start)
 
-    def _run_end(self, run_id: UUID, outputs: Any) -> None:
+    def _run_end(self, run_id: RunKey, outputs: Any) -> None:
         run = self._runs.pop(run_id, None)
         if run is None:
             return
@@ -190,7 +189,7 @@ class OscarTracer(SafeHandler):
             run.span.set_attribute(ga.OUTPUT, ga.content_text(outputs, self.max_content_chars))
         run.span.end()
 
-    def _model_end(self, run_id: UUID, response: Any) -> None:
+    def _model_end(self, run_id: RunKey, response: Any) -> None:
         run = self._runs.pop(run_id, None)
         if run is None:
             return
@@ -222,7 +221,7 @@ class OscarTracer(SafeHandler):
                 usage.output_tokens,
             )
 
-    def _run_error(self, run_id: UUID, error: BaseException) -> None:
+    def _run_error(self, run_id: RunKey, error: BaseException) -> None:
         run = self._runs.pop(run_id, None)
         if run is None:
             return
@@ -246,7 +245,7 @@ class OscarTracer(SafeHandler):
                 {**run.metric_attrs, ga.ERROR_TYPE: error_type}, time.perf_counter() - run.start
             )
 
-    def _custom(self, name: str, data: Any, run_id: UUID) -> None:
+    def _custom(self, name: str, data: Any, run_id: RunKey) -> None:
         if name != ANNOTATION_EVENT or not isinstance(data, Mapping):
             return
         run = self._runs.get(run_id)
