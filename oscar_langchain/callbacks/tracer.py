@@ -8,8 +8,10 @@ only with ``capture_content=True``, always redacted; invocation parameters are n
 copied wholesale, so API keys and headers never reach a span. Runs annotated with
 :func:`oscar_langchain._runnable.annotate_run` get those attributes on their span.
 
-Per-event work is a few dict operations: the parent's context is built lazily, once,
-when its first child starts.
+Per-event work is a few dict operations. With the SDK's ``TracerProvider`` and quiet
+processors, spans are built directly (:mod:`~oscar_langchain.callbacks._otel_fast`:
+what ``start_span`` would export, without its mutable ``_Span``); otherwise through
+``start_span``, with the parent's context built lazily, once, when its first child starts.
 """
 
 from __future__ import annotations
