@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
-from uuid import UUID
 
-from oscar_langchain.callbacks._base import SafeHandler
+from oscar_langchain.callbacks._base import RunKey, SafeHandler
 from oscar_langchain.callbacks._runs import ModelRequest
 from oscar_langchain.errors import ConfigurationError
 
@@ -45,7 +44,7 @@ class CombinedHandler(SafeHandler):
         self.parts = tuple(parts)
 
     def _run_start(
-        self, run_type: str, run_id: UUID, parent_run_id: UUID | None, name: str, inputs: Any
+        self, run_type: str, run_id: RunKey, parent_run_id: RunKey | None, name: str, inputs: Any
     ) -> None:
         for part in self.parts:
             try:
@@ -54,7 +53,7 @@ class CombinedHandler(SafeHandler):
                 part._failed("on_run_start", exc)
 
     def _model_start(
-        self, run_id: UUID, parent_run_id: UUID | None, name: str, request: ModelRequest
+        self, run_id: RunKey, parent_run_id: RunKey | None, name: str, request: ModelRequest
     ) -> None:
         for part in self.parts:
             try:
@@ -62,35 +61,35 @@ class CombinedHandler(SafeHandler):
             except Exception as exc:  # noqa: BLE001 - isolate the parts
                 part._failed("on_model_start", exc)
 
-    def _run_end(self, run_id: UUID, outputs: Any) -> None:
+    def _run_end(self, run_id: RunKey, outputs: Any) -> None:
         for part in self.parts:
             try:
                 part._run_end(run_id, outputs)
             except Exception as exc:  # noqa: BLE001 - isolate the parts
                 part._failed("on_run_end", exc)
 
-    def _model_end(self, run_id: UUID, response: Any) -> None:
+    def _model_end(self, run_id: RunKey, response: Any) -> None:
         for part in self.parts:
             try:
                 part._model_end(run_id, response)
             except Exception as exc:  # noqa: BLE001 - isolate the parts
                 part._failed("on_llm_end", exc)
 
-    def _run_error(self, run_id: UUID, error: BaseException) -> None:
+    def _run_error(self, run_id: RunKey, error: BaseException) -> None:
         for part in self.parts:
             try:
                 part._run_error(run_id, error)
             except Exception as exc:  # noqa: BLE001 - isolate the parts
                 part._failed("on_run_error", exc)
 
-    def _token(self, run_id: UUID) -> None:
+    def _token(self, run_id: RunKey) -> None:
         for part in self.parts:
             try:
                 part._token(run_id)
             except Exception as exc:  # noqa: BLE001 - isolate the parts
                 part._failed("on_llm_new_token", exc)
 
-    def _custom(self, name: str, data: Any, run_id: UUID) -> None:
+    def _custom(self, name: str, data: Any, run_id: RunKey) -> None:
         for part in self.parts:
             try:
                 part._custom(name, data, run_id)

@@ -9,9 +9,8 @@ group tells errors at their origin from errors passing through.
 from __future__ import annotations
 
 from typing import Any
-from uuid import UUID
 
-from oscar_langchain.callbacks._base import SafeHandler
+from oscar_langchain.callbacks._base import RunKey, SafeHandler
 from oscar_langchain.callbacks._runs import ModelRequest
 from oscar_langchain.callbacks.error_aggregator import ErrorAggregator
 
@@ -46,7 +45,7 @@ class ErrorCallbackHandler(SafeHandler):
     ) -> None:
         super().__init__(max_open_runs=max_open_runs)
         self.aggregator = aggregator if aggregator is not None else ErrorAggregator()
-        self._runs: dict[UUID, list[Any]] = {}
+        self._runs: dict[RunKey, list[Any]] = {}
 
     @property
     def open_runs(self) -> int:
@@ -54,7 +53,7 @@ class ErrorCallbackHandler(SafeHandler):
         return len(self._runs)
 
     def _run_start(
-        self, run_type: str, run_id: UUID, parent_run_id: UUID | None, name: str, inputs: Any
+        self, run_type: str, run_id: RunKey, parent_run_id: RunKey | None, name: str, inputs: Any
     ) -> None:
         runs = self._runs
         runs[run_id] = [name, None, parent_run_id, None]
@@ -62,22 +61,22 @@ class ErrorCallbackHandler(SafeHandler):
             self._evict(runs)
 
     def _model_start(
-        self, run_id: UUID, parent_run_id: UUID | None, name: str, request: ModelRequest
+        self, run_id: RunKey, parent_run_id: RunKey | None, name: str, request: ModelRequest
     ) -> None:
         runs = self._runs
         runs[run_id] = [name, request.model()[0], parent_run_id, None]
         if len(runs) > self.max_open_runs:
             self._evict(runs)
 
-    def _run_end(self, run_id: UUID, outputs: Any) -> None:
+    def _run_end(self, run_id: RunKey, outputs: Any) -> None:
         run = self._runs.pop(run_id, None)
         if run is not None:
             self.aggregator.record_success(run[_NAME])
 
-    def _model_end(self, run_id: UUID, response: Any) -> None:
+    def _model_end(self, run_id: RunKey, response: Any) -> None:
         self._run_end(run_id, response)
 
-    def _run_error(self, run_id: UUID, error: BaseException) -> None:
+    def _run_error(self, run_id: RunKey, error: BaseException) -> None:
         run = self._runs.pop(run_id, None)
         if run is None:
             return

@@ -8,9 +8,8 @@ registry) and, when streamed, the time to the first token.
 from __future__ import annotations
 
 from typing import Any
-from uuid import UUID
 
-from oscar_langchain.callbacks._base import SafeHandler
+from oscar_langchain.callbacks._base import RunKey, SafeHandler
 from oscar_langchain.callbacks._cost import run_cost
 from oscar_langchain.callbacks._runs import ModelRequest, llm_usage
 from oscar_langchain.callbacks.stats import PerformanceStats, default_stats
@@ -45,7 +44,7 @@ class PerformanceCallbackHandler(SafeHandler):
         super().__init__(max_open_runs=max_open_runs)
         self.stats = stats if stats is not None else default_stats()
         self._clock = self.stats.clock
-        self._runs: dict[UUID, list[Any]] = {}
+        self._runs: dict[RunKey, list[Any]] = {}
 
     @property
     def open_runs(self) -> int:
@@ -53,7 +52,7 @@ class PerformanceCallbackHandler(SafeHandler):
         return len(self._runs)
 
     def _run_start(
-        self, run_type: str, run_id: UUID, parent_run_id: UUID | None, name: str, inputs: Any
+        self, run_type: str, run_id: RunKey, parent_run_id: RunKey | None, name: str, inputs: Any
     ) -> None:
         runs = self._runs
         runs[run_id] = [self._clock(), name, None, None]
@@ -61,31 +60,31 @@ class PerformanceCallbackHandler(SafeHandler):
             self._evict(runs)
 
     def _model_start(
-        self, run_id: UUID, parent_run_id: UUID | None, name: str, request: ModelRequest
+        self, run_id: RunKey, parent_run_id: RunKey | None, name: str, request: ModelRequest
     ) -> None:
         runs = self._runs
         runs[run_id] = [self._clock(), name, request.model()[0], None]
         if len(runs) > self.max_open_runs:
             self._evict(runs)
 
-    def _token(self, run_id: UUID) -> None:
+    def _token(self, run_id: RunKey) -> None:
         run = self._runs.get(run_id)
         if run is not None and run[_TTFT] is None:
             run[_TTFT] = self._clock() - run[_START]
 
-    def _run_end(self, run_id: UUID, outputs: Any) -> None:
+    def _run_end(self, run_id: RunKey, outputs: Any) -> None:
         run = self._runs.pop(run_id, None)
         if run is not None:
             self.stats.record(run[_NAME], self._clock() - run[_START], model=run[_MODEL])
 
-    def _run_error(self, run_id: UUID, error: BaseException) -> None:
+    def _run_error(self, run_id: RunKey, error: BaseException) -> None:
         run = self._runs.pop(run_id, None)
         if run is not None:
             self.stats.record(
                 run[_NAME], self._clock() - run[_START], model=run[_MODEL], error=True
             )
 
-    def _model_end(self, run_id: UUID, response: Any) -> None:
+    def _model_end(self, run_id: RunKey, response: Any) -> None:
         run = self._runs.pop(run_id, None)
         if run is None:
             return

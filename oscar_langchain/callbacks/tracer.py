@@ -8,8 +8,10 @@ only with ``capture_content=True``, always redacted; invocation parameters are n
 copied wholesale, so API keys and headers never reach a span. Runs annotated with
 :func:`oscar_langchain._runnable.annotate_run` get those attributes on their span.
 
-Per-event work is a few dict operations: the parent's context is built lazily, once,
-when its first child starts.
+Per-event work is a few dict operations. With the SDK's ``TracerProvider`` and quiet
+processors, spans are built directly (:mod:`~oscar_langchain.callbacks._otel_fast`:
+what ``start_span`` would export, without its mutable ``_Span``); otherwise through
+``start_span``, with the parent's context built lazily, once, when its first child starts.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ import time
 import traceback
 from collections.abc import Mapping
 from typing import Any
-from uuid import UUID
 
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -27,7 +28,8 @@ from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
 
 from oscar_langchain._runnable import ANNOTATION_EVENT
 from oscar_langchain.callbacks import _genai as ga
-from oscar_langchain.callbacks._base import SafeHandler
+from oscar_langchain.callbacks._base import RunKey, SafeHandler
+from oscar_langchain.callbacks._otel_fast import FastSpans
 from oscar_langchain.callbacks._redact import redact, truncate
 from oscar_langchain.callbacks._runs import AttributeValue, ModelRequest, llm_usage
 from oscar_langchain.errors import ConfigurationError
@@ -35,6 +37,7 @@ from oscar_langchain.errors import ConfigurationError
 __all__ = ["OscarTracer"]
 
 _CLIENT = SpanKind.CLIENT
+_INTERNAL = SpanKind.INTERNAL
 
 
 class _Run:
@@ -91,27 +94,36 @@ class OscarTracer(SafeHandler):
             raise ConfigurationError("max_content_chars", "must be at least 16")
         provider = tracer_provider if tracer_provider is not None else trace.get_tracer_provider()
         self._tracer = provider.get_tracer("oscar_langchain")
+        self._fast = FastSpans.create(provider, self._tracer)
         self._metrics = ga.GenAIMetrics(meter_provider) if meter_provider is not None else None
         self.capture_content = capture_content
         self.max_content_chars = max_content_chars
-        self._runs: dict[UUID, _Run] = {}
+        self._runs: dict[RunKey, _Run] = {}
 
     @property
     def open_runs(self) -> int:
         """Spans started and not yet ended (bounded by ``max_open_runs``)."""
         return len(self._runs)
 
-    def _parent(self, parent_run_id: UUID | None) -> Context | None:
-        if parent_run_id is None:
-            return None
-        parent = self._runs.get(parent_run_id)
-        if parent is None:
-            return None
-        if parent.ctx is None:
-            parent.ctx = trace.set_span_in_context(parent.span)
-        return parent.ctx
+    def _start(
+        self,
+        name: str,
+        parent_run_id: RunKey | None,
+        kind: SpanKind = _INTERNAL,
+        attributes: dict[str, AttributeValue] | None = None,
+    ) -> trace.Span:
+        parent = self._runs.get(parent_run_id) if parent_run_id is not None else None
+        fast = self._fast
+        if fast is not None and fast.still_valid:
+            return fast.start(name, parent.span if parent is not None else None, kind, attributes)
+        context = None
+        if parent is not None:
+            if parent.ctx is None:
+                parent.ctx = trace.set_span_in_context(parent.span)
+            context = parent.ctx
+        return self._tracer.start_span(name, context=context, kind=kind, attributes=attributes)
 
-    def _open(self, run_id: UUID, run: _Run) -> None:
+    def _open(self, run_id: RunKey, run: _Run) -> None:
         runs = self._runs
         runs[run_id] = run
         if len(runs) > self.max_open_runs:
@@ -124,7 +136,7 @@ class OscarTracer(SafeHandler):
                 oldest.span.end()
 
     def _run_start(
-        self, run_type: str, run_id: UUID, parent_run_id: UUID | None, name: str, inputs: Any
+        self, run_type: str, run_id: RunKey, parent_run_id: RunKey | None, name: str, inputs: Any
     ) -> None:
         # Chains, the bulk of runs, carry no attribute: an empty start is the SDK's fast path.
         attributes: dict[str, AttributeValue] | None = None
@@ -136,13 +148,10 @@ class OscarTracer(SafeHandler):
         if self.capture_content:
             attributes = attributes or {}
             attributes[ga.INPUT] = ga.content_text(inputs, self.max_content_chars)
-        span = self._tracer.start_span(
-            name, context=self._parent(parent_run_id), attributes=attributes
-        )
-        self._open(run_id, _Run(span))
+        self._open(run_id, _Run(self._start(name, parent_run_id, _INTERNAL, attributes)))
 
     def _model_start(
-        self, run_id: UUID, parent_run_id: UUID | None, name: str, request: ModelRequest
+        self, run_id: RunKey, parent_run_id: RunKey | None, name: str, request: ModelRequest
     ) -> None:
         model, provider = request.model()
         operation = "chat" if request.chat else "text_completion"
@@ -162,24 +171,19 @@ class OscarTracer(SafeHandler):
             attributes[ga.INPUT_MESSAGES] = ga.content_text(
                 ga.message_dicts(request.prompts), self.max_content_chars
             )
-        span = self._tracer.start_span(
-            f"{operation} {model}" if model else operation,
-            context=self._parent(parent_run_id),
-            kind=_CLIENT,
-            attributes=attributes,
-        )
-        run = _Run(span)
+        span_name = f"{operation} {model}" if model else operation
+        run = _Run(self._start(span_name, parent_run_id, _CLIENT, attributes))
         run.metric_attrs = metric_attrs
         run.start = time.perf_counter()
         self._open(run_id, run)
 
-    def _token(self, run_id: UUID) -> None:
+    def _token(self, run_id: RunKey) -> None:
         run = self._runs.get(run_id)
         if run is not None and not run.streamed:
             run.streamed = True
             run.span.set_attribute(ga.TTFT, time.perf_counter() - run.start)
 
-    def _run_end(self, run_id: UUID, outputs: Any) -> None:
+    def _run_end(self, run_id: RunKey, outputs: Any) -> None:
         run = self._runs.pop(run_id, None)
         if run is None:
             return
@@ -187,7 +191,7 @@ class OscarTracer(SafeHandler):
             run.span.set_attribute(ga.OUTPUT, ga.content_text(outputs, self.max_content_chars))
         run.span.end()
 
-    def _model_end(self, run_id: UUID, response: Any) -> None:
+    def _model_end(self, run_id: RunKey, response: Any) -> None:
         run = self._runs.pop(run_id, None)
         if run is None:
             return
@@ -219,7 +223,7 @@ class OscarTracer(SafeHandler):
                 usage.output_tokens,
             )
 
-    def _run_error(self, run_id: UUID, error: BaseException) -> None:
+    def _run_error(self, run_id: RunKey, error: BaseException) -> None:
         run = self._runs.pop(run_id, None)
         if run is None:
             return
@@ -243,7 +247,7 @@ class OscarTracer(SafeHandler):
                 {**run.metric_attrs, ga.ERROR_TYPE: error_type}, time.perf_counter() - run.start
             )
 
-    def _custom(self, name: str, data: Any, run_id: UUID) -> None:
+    def _custom(self, name: str, data: Any, run_id: RunKey) -> None:
         if name != ANNOTATION_EVENT or not isinstance(data, Mapping):
             return
         run = self._runs.get(run_id)

@@ -1,0 +1,289 @@
+"""A cheaper way to make the OpenTelemetry SDK's spans, used only where it is equivalent.
+
+``Tracer.start_span`` + ``Span.end`` cost ~10 µs per span, and about three times that
+inside a LangChain chain (the SDK's allocation-heavy path runs cold between LangChain's
+frames). Most of it builds a mutable ``_Span`` (locks, bounded attribute and event
+containers) that nothing reads until its ``ReadableSpan`` copy reaches the processors'
+``on_end``. :class:`FastSpans` skips that when the outcome is provably the same:
+
+* the provider is the SDK's ``TracerProvider`` with its default synchronous processor
+  list, every processor's ``on_start`` and ``_on_ending`` is a no-op (``Simple`` and
+  ``BatchSpanProcessor``, the ones exporters use), the tracer is enabled and the SDK's
+  own self-metrics are off;
+* then each span is decided exactly as ``start_span`` decides it (the provider's
+  sampler, id generator, trace flags and trace state) and, when it ends, a run that
+  got no attribute, event or status is handed to the processors as a ``ReadableSpan``
+  built directly; one that did is materialised as the SDK's own ``_Span`` (same limits,
+  same validation), started at its recorded start time, then ended.
+
+Anything else (another provider, a processor acting on ``on_start``, SDK internals
+that moved) makes :meth:`FastSpans.create` return ``None`` and the tracer uses
+``start_span`` as usual.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, cast
+
+from opentelemetry import trace
+from opentelemetry.sdk.trace import (
+    ReadableSpan,
+    SpanProcessor,
+    SynchronousMultiSpanProcessor,
+    Tracer,
+    TracerProvider,
+)
+from opentelemetry.sdk.trace import _Span as SdkSpan
+from opentelemetry.sdk.trace._tracer_metrics import NoOpTracerMetrics
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, Decision, ParentBased
+from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.util.types import Attributes, AttributeValue
+
+__all__ = ["FastSpan", "FastSpans"]
+
+_NOOP_HOOKS = {
+    (cls.on_start, cls._on_ending)
+    for cls in (SpanProcessor, SimpleSpanProcessor, BatchSpanProcessor)
+}
+_UNSET = Status(StatusCode.UNSET)
+_SAMPLED, _RANDOM = TraceFlags.SAMPLED, TraceFlags.RANDOM_TRACE_ID
+_SAMPLED_ONLY = TraceFlags(_SAMPLED)
+_SAMPLED_RANDOM = TraceFlags(_SAMPLED | _RANDOM)
+_INTERNAL = SpanKind.INTERNAL
+
+
+def _quiet_processors(processors: Sequence[SpanProcessor]) -> bool:
+    return all((type(p).on_start, type(p)._on_ending) in _NOOP_HOOKS for p in processors)
+
+
+class FastSpans:
+    """Makes :class:`FastSpan` s for one SDK tracer; see the module docstring."""
+
+    def __init__(self, tracer: Tracer, processor: SynchronousMultiSpanProcessor) -> None:
+        self._tracer = tracer
+        self._processor = processor
+        self._sampler = tracer.sampler
+        self._ids = tracer.id_generator
+        self._known: tuple[SpanProcessor, ...] = processor._span_processors
+        sampler = self._sampler
+        # The default ParentBased sampler: a child of a sampled local parent is sampled.
+        self._local_children_sampled = (
+            type(sampler) is ParentBased
+            and sampler._local_parent_sampled is ALWAYS_ON
+            and sampler._local_parent_not_sampled is ALWAYS_OFF
+        )
+        self.on_end = processor.on_end
+        self.resource = tracer.resource
+        self.instrumentation_info = tracer.instrumentation_info
+        self.instrumentation_scope = tracer._instrumentation_scope
+
+    @classmethod
+    def create(cls, provider: Any, tracer: Any) -> FastSpans | None:
+        """The fast path for ``tracer`` of ``provider``, or ``None`` where it would differ."""
+        try:
+            processor = provider._active_span_processor
+            usable = (
+                isinstance(provider, TracerProvider)
+                and type(tracer) is Tracer
+                and type(processor) is SynchronousMultiSpanProcessor
+                and tracer.span_processor is processor
+                and type(tracer._tracer_metrics) is NoOpTracerMetrics
+                and tracer._is_enabled()
+                and _quiet_processors(processor._span_processors)
+            )
+        except AttributeError:  # another SDK version: use start_span
+            return None
+        return cls(tracer, processor) if usable else None
+
+    @property
+    def still_valid(self) -> bool:
+        """False once processors were added (they may act on ``on_start``)."""
+        current = self._processor._span_processors
+        if current is self._known:
+            return True
+        if _quiet_processors(current):
+            self._known = current
+            return True
+        return False
+
+    def start(
+        self,
+        name: str,
+        parent: trace.Span | None,
+        kind: SpanKind = _INTERNAL,
+        attributes: Mapping[str, AttributeValue] | None = None,
+    ) -> FastSpan:
+        """Start a span as ``Tracer.start_span`` would under ``parent``.
+
+        Args:
+            name: the span name.
+            parent: the parent span (``None``: the caller's current span, if any).
+            kind: the span kind.
+            attributes: attributes at start.
+        """
+        parent_context = (
+            parent.get_span_context()
+            if parent is not None
+            else trace.get_current_span().get_span_context()
+        )
+        # SpanContext is a tuple: unpacking it skips five property calls.
+        trace_id, _, remote, parent_flags, trace_state, valid = parent_context
+        ids = self._ids
+        if valid:
+            random_id = parent_flags & _RANDOM
+        else:
+            trace_id = ids.generate_trace_id()
+            random_id = ids.is_trace_id_random()
+        if valid and self._local_children_sampled and not remote and parent_flags & _SAMPLED:
+            # What ParentBased(local_parent_sampled=ALWAYS_ON) decides, without the call.
+            flags = _SAMPLED_RANDOM if random_id else _SAMPLED_ONLY
+            context = SpanContext(trace_id, ids.generate_span_id(), False, flags, trace_state)
+            start_attributes = dict(attributes) if attributes else None
+            return FastSpan(self, name, context, parent_context, kind, start_attributes, True)
+        # As start_span: the sampler sees the context the span was asked for in.
+        otel_context = trace.set_span_in_context(parent) if parent is not None else None
+        result = self._sampler.should_sample(otel_context, trace_id, name, kind, attributes, ())
+        flags = TraceFlags(
+            (_SAMPLED if result.decision is Decision.RECORD_AND_SAMPLE else TraceFlags.DEFAULT)
+            | (_RANDOM if random_id else 0)
+        )
+        context = SpanContext(trace_id, ids.generate_span_id(), False, flags, result.trace_state)
+        merged = {**result.attributes, **(attributes or {})}
+        return FastSpan(
+            self,
+            name,
+            context,
+            parent_context if valid else None,
+            kind,
+            merged or None,
+            result.decision is not Decision.DROP,
+        )
+
+    def materialise(self, span: FastSpan, end_time: int) -> None:
+        """End ``span`` through the SDK's own ``_Span`` (it got attributes or events)."""
+        tracer = self._tracer
+        sdk_span = SdkSpan(
+            name=span.name,
+            context=span.context,
+            parent=span.parent,
+            sampler=self._sampler,
+            resource=tracer.resource,
+            attributes=span.start_attributes,
+            span_processor=self._processor,
+            kind=span.kind,
+            instrumentation_info=tracer.instrumentation_info,
+            limits=tracer._span_limits,
+            instrumentation_scope=tracer._instrumentation_scope,
+        )
+        sdk_span.start(start_time=span.start_time)
+        for apply in span.changes or ():
+            apply(sdk_span)
+        sdk_span.end(end_time=end_time)
+
+
+class FastSpan(trace.Span, ReadableSpan):
+    """A span whose SDK objects are built only if it needs them (see :class:`FastSpans`).
+
+    A span that ends with no attribute, event or status is itself the ``ReadableSpan``
+    the processors receive; anything set on it is replayed on an SDK ``_Span`` at its
+    end. After :meth:`end` it is immutable, as the SDK's spans are.
+    """
+
+    def __init__(  # noqa: PLR0917 - internal, one call site
+        self,
+        maker: FastSpans,
+        name: str,
+        context: SpanContext,
+        parent: SpanContext | None,
+        kind: SpanKind,
+        attributes: dict[str, AttributeValue] | None,
+        recording: bool,
+    ) -> None:
+        # ReadableSpan's fields, set directly (its __init__ would build an empty Resource);
+        # the ones every new span shares are class attributes below.
+        self._name = name
+        self._context = context
+        self._kind = kind
+        self._parent = parent
+        self._start_time = time.time_ns()
+        self._instrumentation_info = maker.instrumentation_info
+        self._instrumentation_scope = maker.instrumentation_scope
+        self._resource = maker.resource
+        self.maker = maker
+        self.start_attributes = attributes
+        self.recording = recording
+
+    _end_time: int | None = None
+    _attributes = None
+    _events = ()
+    _links = ()
+    _status = _UNSET
+    changes: list[Callable[[SdkSpan], None]] | None = None
+
+    def _change(self, apply: Callable[[SdkSpan], None]) -> None:
+        if self.recording and self._end_time is None:
+            if self.changes is None:
+                self.changes = []
+            self.changes.append(apply)
+
+    def end(self, end_time: int | None = None) -> None:
+        """Hand the span to the processors (once)."""
+        if self._end_time is not None:
+            return
+        end = self._end_time = end_time if end_time is not None else time.time_ns()
+        if not self.recording:
+            return
+        if self.changes is None and self.start_attributes is None:
+            self.maker.on_end(self)
+        else:
+            self.maker.materialise(self, end)
+
+    def get_span_context(self) -> SpanContext:
+        """The span's context (ids, flags, trace state)."""
+        return cast(SpanContext, self._context)
+
+    def set_attributes(self, attributes: Mapping[str, AttributeValue]) -> None:
+        """Set attributes (validated by the SDK when the span ends)."""
+        items = dict(attributes)
+        self._change(lambda s: s.set_attributes(items))
+
+    def set_attribute(self, key: str, value: AttributeValue) -> None:
+        """Set one attribute."""
+        self._change(lambda s: s.set_attribute(key, value))
+
+    def add_event(
+        self, name: str, attributes: Attributes = None, timestamp: int | None = None
+    ) -> None:
+        """Add an event, stamped now unless ``timestamp`` is given."""
+        at = timestamp if timestamp is not None else time.time_ns()
+        self._change(lambda s: s.add_event(name, attributes, at))
+
+    def add_link(self, context: SpanContext, attributes: Attributes = None) -> None:
+        """Add a link."""
+        self._change(lambda s: s.add_link(context, attributes))
+
+    def update_name(self, name: str) -> None:
+        """Rename the span."""
+        self._change(lambda s: s.update_name(name))
+
+    def is_recording(self) -> bool:
+        """True until ended, for sampled (or record-only) spans."""
+        return self.recording and self._end_time is None
+
+    def set_status(self, status: Status | StatusCode, description: str | None = None) -> None:
+        """Set the status."""
+        self._change(lambda s: s.set_status(status, description))
+
+    def record_exception(
+        self,
+        exception: BaseException,
+        attributes: Attributes = None,
+        timestamp: int | None = None,
+        escaped: bool = False,
+    ) -> None:
+        """Record ``exception`` as an event (as the SDK does)."""
+        at = timestamp if timestamp is not None else time.time_ns()
+        self._change(lambda s: s.record_exception(exception, attributes, at, escaped))
