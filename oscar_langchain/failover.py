@@ -6,7 +6,10 @@ is retried on the same candidate with exponential backoff, jitter and the server
 ``Retry-After`` (tenacity, with injected ``sleep``/``asleep``); a context-length
 overflow skips to the next candidate with a larger context window; any other
 failure moves on. When every candidate failed, :class:`FailoverError` carries every
-attempt (candidate, error, classification, duration).
+attempt (candidate, error, classification, duration). These decisions are made by
+:class:`~oscar_langchain.failover_plan.FailoverPlan`, which invoke, ainvoke and both
+stream paths drive (they differ only in how they wait). ``attempt_timeout`` bounds
+each attempt, and each chunk's wait in a stream, sync and async alike.
 
 Every attempt is a child run tagged ``oscar.candidate:<name>`` with metadata
 ``oscar.candidate`` and ``oscar.attempt``; the run is annotated with ``oscar.route``
