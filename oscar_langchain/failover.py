@@ -6,7 +6,10 @@ is retried on the same candidate with exponential backoff, jitter and the server
 ``Retry-After`` (tenacity, with injected ``sleep``/``asleep``); a context-length
 overflow skips to the next candidate with a larger context window; any other
 failure moves on. When every candidate failed, :class:`FailoverError` carries every
-attempt (candidate, error, classification, duration).
+attempt (candidate, error, classification, duration). These decisions are made by
+:class:`~oscar_langchain.failover_plan.FailoverPlan`, which invoke, ainvoke and both
+stream paths drive (they differ only in how they wait). ``attempt_timeout`` bounds
+each attempt, and each chunk's wait in a stream, sync and async alike.
 
 Every attempt is a child run tagged ``oscar.candidate:<name>`` with metadata
 ``oscar.candidate`` and ``oscar.attempt``; the run is annotated with ``oscar.route``
@@ -39,7 +42,7 @@ import contextvars
 import importlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
-from functools import partial
+from functools import cached_property, partial
 from typing import Any, Literal
 
 from langchain_core.callbacks import (
@@ -49,14 +52,15 @@ from langchain_core.callbacks import (
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, convert_to_messages
 from langchain_core.prompt_values import PromptValue
 from langchain_core.runnables import Runnable, RunnableConfig
-from pydantic import ConfigDict, Field, PrivateAttr
+from pydantic import ConfigDict, Field
 
 from oscar_langchain._runnable import OscarRunnable, aannotate_run, annotate_run, child_config
 from oscar_langchain.breaker_machine import BreakerConfig
 from oscar_langchain.breaker_store import BreakerStore
 from oscar_langchain.circuit_breaker import BreakerEvent, CircuitBreaker
 from oscar_langchain.errors import ConfigurationError, UnknownModelError
-from oscar_langchain.failover_policy import FailoverRoute, RetryPolicy
+from oscar_langchain.failover_plan import Answer, Attempt, FailoverPlan, arun_plan, run_plan
+from oscar_langchain.failover_policy import RetryPolicy
 from oscar_langchain.failover_stream import astream_with_failover, stream_with_failover
 
 __all__ = ["AttemptTimeoutError", "FailoverRunnable", "RetryPolicy", "with_failover"]
@@ -96,15 +100,25 @@ def _to_messages(value: Any) -> list[BaseMessage]:
     return list(convert_to_messages(value))
 
 
-def _traced(run_manager: CallbackManagerForChainRun | AsyncCallbackManagerForChainRun) -> bool:
-    """Whether anyone listens to this run (annotations are skipped otherwise)."""
-    return bool(run_manager.handlers or run_manager.inheritable_handlers)
-
-
 def _text(value: Any) -> str:
     if isinstance(value, BaseMessage):
         return value.text
     return str(value)
+
+
+class _Lineup:
+    """The candidates' names, breakers, context windows and child-run tags, built once."""
+
+    __slots__ = ("breakers", "clock", "names", "tags", "windows")
+
+    def __init__(
+        self, names: list[str], breakers: list[CircuitBreaker], windows: list[int | None]
+    ) -> None:
+        self.names = names
+        self.breakers = breakers
+        self.windows = windows
+        self.tags = [f"oscar.candidate:{name}" for name in names]
+        self.clock = breakers[0].clock
 
 
 class FailoverRunnable(OscarRunnable[Any, Any]):
@@ -119,6 +133,7 @@ class FailoverRunnable(OscarRunnable[Any, Any]):
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
+    _explicit_child_configs = True  # every attempt gets its own child_config
 
     candidates: list[Runnable[Any, Any]]
     """The runnables to try, in order (typically chat models)."""
@@ -133,7 +148,7 @@ class FailoverRunnable(OscarRunnable[Any, Any]):
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     """Retries per candidate."""
     attempt_timeout: float | None = None
-    """Seconds one attempt may take (for streams: until each chunk arrives, async only)."""
+    """Seconds one attempt may take (for streams: until each chunk arrives)."""
     stream_policy: Literal["raise", "continue"] = "raise"
     """What to do when a stream fails after its first chunk."""
     continuation_prompt: str = _CONTINUE
@@ -149,10 +164,6 @@ class FailoverRunnable(OscarRunnable[Any, Any]):
     asleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     """How async retries wait."""
 
-    _names: list[str] = PrivateAttr(default_factory=list)
-    _breakers: list[CircuitBreaker] = PrivateAttr(default_factory=list)
-    _windows: list[int | None] = PrivateAttr(default_factory=list)
-
     def model_post_init(self, context: Any, /) -> None:
         """Check the arguments and build one breaker per candidate."""
         if not self.candidates:
@@ -163,9 +174,15 @@ class FailoverRunnable(OscarRunnable[Any, Any]):
             raise ConfigurationError("attempt_timeout", "must be > 0 or None")
         if self.breaker_store is not None and not isinstance(self.breaker_store, BreakerStore):
             raise ConfigurationError("breaker_store", "must implement BreakerStore")
+        _ = self._lineup  # build the breakers now
+
+    # A cached property, not a PrivateAttr: pydantic serves private attributes through
+    # __getattr__ (a failed lookup first), which costs microseconds on every access.
+    @cached_property
+    def _lineup(self) -> _Lineup:
         raw = self.names or [_candidate_name(c, i) for i, c in enumerate(self.candidates)]
-        self._names = _unique(raw)
-        self._breakers = [
+        names = _unique(raw)
+        breakers = [
             CircuitBreaker(
                 name,
                 self.breaker_config,
@@ -173,9 +190,25 @@ class FailoverRunnable(OscarRunnable[Any, Any]):
                 clock=self.clock,
                 listeners=self.breaker_listeners,
             )
-            for name in self._names
+            for name in names
         ]
-        self._windows = [self._window(i) for i in range(len(self.candidates))]
+        windows = [
+            self._window(name, c, i)
+            for i, (name, c) in enumerate(zip(names, self.candidates, strict=True))
+        ]
+        return _Lineup(names, breakers, windows)
+
+    @property
+    def _names(self) -> list[str]:
+        return self._lineup.names
+
+    @property
+    def _breakers(self) -> list[CircuitBreaker]:
+        return self._lineup.breakers
+
+    @property
+    def _windows(self) -> list[int | None]:
+        return self._lineup.windows
 
     @property
     def breakers(self) -> dict[str, CircuitBreaker]:
@@ -186,8 +219,7 @@ class FailoverRunnable(OscarRunnable[Any, Any]):
         """Each candidate's breaker snapshot, by candidate name, in order."""
         return {name: b.snapshot().to_dict() for name, b in self.breakers.items()}
 
-    def _window(self, index: int) -> int | None:
-        name = self._names[index]
+    def _window(self, name: str, candidate: Runnable[Any, Any], index: int) -> int | None:
         if name in self.context_windows:
             return self.context_windows[name]
         registry = self.registry
@@ -196,176 +228,130 @@ class FailoverRunnable(OscarRunnable[Any, Any]):
                 registry = importlib.import_module("oscar_langchain.models").default_registry()
             except ImportError:
                 return None
-        model = _candidate_name(self.candidates[index], index)
+        model = _candidate_name(candidate, index)
         try:
             return int(registry.get(model).context_window)
         except UnknownModelError:
             return None
 
-    def _route(self) -> FailoverRoute:
-        return FailoverRoute(self._names, self._windows)
+    def _plan(self) -> FailoverPlan:
+        lineup = self._lineup
+        return FailoverPlan(
+            lineup.names,
+            breakers=lineup.breakers,
+            windows=lineup.windows,
+            retry=self.retry,
+            clock=lineup.clock,
+        )
 
     def _config(
         self,
         config: RunnableConfig,
         run_manager: CallbackManagerForChainRun | AsyncCallbackManagerForChainRun,
-        index: int,
-        attempt: int,
+        attempt: Attempt,
     ) -> RunnableConfig:
-        name = self._names[index]
-        meta = {"oscar.candidate": name, "oscar.attempt": attempt}
-        return child_config(config, run_manager, tag=f"oscar.candidate:{name}", metadata=meta)
+        """The attempt's child config: tagged and with metadata naming candidate and attempt."""
+        meta = {"oscar.candidate": attempt.name, "oscar.attempt": attempt.number}
+        return child_config(
+            config, run_manager, tag=self._lineup.tags[attempt.index], metadata=meta
+        )
 
-    def _finish(self, output: Any, route: FailoverRoute, index: int) -> tuple[Any, dict[str, Any]]:
-        meta = route.metadata(index)
-        if isinstance(output, BaseMessage):
+    def _finish(
+        self,
+        answer: Answer[Any],
+        plan: FailoverPlan,
+        run_manager: CallbackManagerForChainRun | AsyncCallbackManagerForChainRun,
+    ) -> tuple[Any, dict[str, Any] | None]:
+        """The output, and the run's attributes (``None`` when no handler listens).
+
+        A message output gets the route in a copy of its ``response_metadata``.
+        """
+        output, attempt = answer.output, answer.attempt
+        message = isinstance(output, BaseMessage)
+        traced = bool(run_manager.handlers or run_manager.inheritable_handlers)  # anyone there?
+        if not (message or traced):
+            return output, None  # nobody to tell: skip the route record altogether
+        meta = plan.metadata(attempt)
+        if message:
             merged = {**output.response_metadata, **meta}
             output = output.model_copy(update={"response_metadata": merged})
+        if not traced:
+            return output, None
         return output, {
-            "oscar.route": " > ".join(route.tried),
-            "oscar.candidate": self._names[index],
-            "oscar.breaker.state": self._breakers[index].last_state.value,
+            "oscar.route": " > ".join(plan.route.tried),
+            "oscar.candidate": attempt.name,
+            "oscar.breaker.state": self._lineup.breakers[attempt.index].last_state.value,
             "oscar.attempts": meta["oscar.attempts"],
         }
 
+    def _timeout_error(self, attempt: Attempt) -> AttemptTimeoutError:
+        return AttemptTimeoutError(f"{attempt.name} took longer than {self.attempt_timeout}s")
+
     # -- invoke ------------------------------------------------------------------
-    def _call(self, index: int, input: Any, config: RunnableConfig) -> Any:
-        candidate = self.candidates[index]
+    def _call(
+        self,
+        input: Any,
+        run_manager: CallbackManagerForChainRun,
+        config: RunnableConfig,
+        attempt: Attempt,
+    ) -> Any:
+        candidate = self.candidates[attempt.index]
+        child = self._config(config, run_manager, attempt)
         if self.attempt_timeout is None:
-            return candidate.invoke(input, config)
+            return candidate.invoke(input, child)
         pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="oscar-failover")
         context = contextvars.copy_context()
-        future = pool.submit(context.run, candidate.invoke, input, config)
+        future = pool.submit(context.run, candidate.invoke, input, child)
         try:
             return future.result(timeout=self.attempt_timeout)
         except concurrent.futures.TimeoutError:
             future.cancel()
-            raise AttemptTimeoutError(
-                f"{self._names[index]} took longer than {self.attempt_timeout}s"
-            ) from None
+            raise self._timeout_error(attempt) from None
         finally:
             pool.shutdown(wait=False)
 
-    def _attempt(
+    async def _acall(
         self,
-        index: int,
-        attempt: int,
-        *,
         input: Any,
-        run_manager: CallbackManagerForChainRun,
+        run_manager: AsyncCallbackManagerForChainRun,
         config: RunnableConfig,
-        route: FailoverRoute,
+        attempt: Attempt,
     ) -> Any:
-        breaker = self._breakers[index]
-        start = breaker.clock()
+        call = self.candidates[attempt.index].ainvoke(
+            input, self._config(config, run_manager, attempt)
+        )
+        return await self._within(call, attempt)
+
+    async def _within(self, call: Awaitable[Any], attempt: Attempt) -> Any:
+        """Await ``call``, bounded by ``attempt_timeout``."""
+        if self.attempt_timeout is None:
+            return await call
         try:
-            permit = breaker.acquire()
-        except Exception as exc:
-            route.record(index, attempt, exc, 0.0)
-            raise
-        try:
-            output = self._call(index, input, self._config(config, run_manager, index, attempt))
-        except BaseException as exc:
-            breaker.report(permit, exc)
-            if isinstance(exc, Exception):
-                route.record(index, attempt, exc, breaker.clock() - start)
-            raise
-        breaker.report(permit)
-        return output
+            return await asyncio.wait_for(call, self.attempt_timeout)
+        except asyncio.TimeoutError:
+            raise self._timeout_error(attempt) from None
 
     def _invoke(
         self, input: Any, run_manager: CallbackManagerForChainRun, config: RunnableConfig
     ) -> Any:
-        route = self._route()
-        for index in range(len(self.candidates)):
-            if not route.eligible(index):
-                continue
-            try:
-                output = self.retry.run(
-                    partial(
-                        self._attempt,
-                        index,
-                        input=input,
-                        run_manager=run_manager,
-                        config=config,
-                        route=route,
-                    ),
-                    self.sleep,
-                )
-            except Exception:  # noqa: BLE001 - recorded in route; try the next candidate
-                continue
-            output, attributes = self._finish(output, route, index)
-            if _traced(run_manager):
-                annotate_run(run_manager, attributes)
-            return output
-        raise route.error()
-
-    async def _aattempt(
-        self,
-        index: int,
-        attempt: int,
-        *,
-        input: Any,
-        run_manager: AsyncCallbackManagerForChainRun,
-        config: RunnableConfig,
-        route: FailoverRoute,
-    ) -> Any:
-        breaker = self._breakers[index]
-        start = breaker.clock()
-        try:
-            permit = await breaker.aacquire()
-        except Exception as exc:
-            route.record(index, attempt, exc, 0.0)
-            raise
-        child = self._config(config, run_manager, index, attempt)
-        try:
-            call = self.candidates[index].ainvoke(input, child)
-            if self.attempt_timeout is None:
-                output = await call
-            else:
-                output = await self._await_within(call, index)
-        except BaseException as exc:
-            await breaker.areport(permit, exc)
-            if isinstance(exc, Exception):
-                route.record(index, attempt, exc, breaker.clock() - start)
-            raise
-        await breaker.areport(permit)
+        plan = self._plan()
+        answer = run_plan(plan, partial(self._call, input, run_manager, config), self.sleep)
+        output, attributes = self._finish(answer, plan, run_manager)
+        if attributes is not None:
+            annotate_run(run_manager, attributes)
         return output
-
-    async def _await_within(self, call: Awaitable[Any], index: int) -> Any:
-        try:
-            return await asyncio.wait_for(call, self.attempt_timeout)
-        except asyncio.TimeoutError:
-            raise AttemptTimeoutError(
-                f"{self._names[index]} took longer than {self.attempt_timeout}s"
-            ) from None
 
     async def _ainvoke(
         self, input: Any, run_manager: AsyncCallbackManagerForChainRun, config: RunnableConfig
     ) -> Any:
-        route = self._route()
-        for index in range(len(self.candidates)):
-            if not route.eligible(index):
-                continue
-            try:
-                output = await self.retry.arun(
-                    partial(
-                        self._aattempt,
-                        index,
-                        input=input,
-                        run_manager=run_manager,
-                        config=config,
-                        route=route,
-                    ),
-                    self.asleep,
-                )
-            except Exception:  # noqa: BLE001 - recorded in route; try the next candidate
-                continue
-            output, attributes = self._finish(output, route, index)
-            if _traced(run_manager):
-                await aannotate_run(run_manager, attributes)
-            return output
-        raise route.error()
+        plan = self._plan()
+        answer = await arun_plan(
+            plan, partial(self._acall, input, run_manager, config), self.asleep
+        )
+        output, attributes = self._finish(answer, plan, run_manager)
+        if attributes is not None:
+            await aannotate_run(run_manager, attributes)
+        return output
 
     # -- stream ------------------------------------------------------------------
     def _continuation(self, input: Any, partial: Any) -> Any:
@@ -376,11 +362,11 @@ class FailoverRunnable(OscarRunnable[Any, Any]):
         ]
 
     def _after_first_chunk(
-        self, route: FailoverRoute, error: Exception, input: Any, partial: Any
+        self, plan: FailoverPlan, error: Exception, input: Any, partial: Any
     ) -> Any:
         """The next candidate's input after a mid-stream failure, or raise (per the policy)."""
         if self.stream_policy == "raise":
-            raise route.error("stream failed after its first chunk") from error
+            raise plan.error("stream failed after its first chunk") from error
         return self._continuation(input, partial)
 
     def _stream(

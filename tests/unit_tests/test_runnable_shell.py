@@ -158,3 +158,70 @@ class Plain(OscarRunnable[int, int]):
 async def test_default_stream_is_one_chunk() -> None:
     assert list(Plain().stream(2)) == [-2]
     assert [c async for c in Plain().astream(2)] == [-2]
+
+
+def _fields(manager: Any) -> tuple[Any, ...]:
+    return (
+        type(manager),
+        manager.handlers,
+        manager.inheritable_handlers,
+        manager.parent_run_id,
+        manager.tags,
+        manager.inheritable_tags,
+        manager.metadata,
+        manager.inheritable_metadata,
+    )
+
+
+async def test_child_manager_equals_get_child() -> None:
+    from langchain_core.callbacks import AsyncCallbackManager, CallbackManager
+
+    from oscar_langchain._runnable import child_manager
+
+    rec = Recorder()
+    options: dict[str, Any] = {
+        "inheritable_tags": ["outer", "shared"],
+        "inheritable_metadata": {"user": "u1", "lc_versions": {"core": "1"}},
+    }
+    sync = CallbackManager([rec], [rec], **options).on_chain_start(None, 1, name="run")
+    manager = await AsyncCallbackManager([rec], [rec], **options).on_chain_start(None, 1)
+    for run in (sync, manager):
+        for tag in (None, "attempt:1", "shared"):
+            fast, slow = child_manager(run, tag), run.get_child(tag)
+            assert _fields(fast) == _fields(slow), (type(run), tag)
+            fast.metadata["lc_versions"]["x"] = "y"  # copies, not shared with the run
+            assert "x" not in run.inheritable_metadata["lc_versions"]
+
+
+def test_child_config_metadata_reaches_the_child_run_and_wins() -> None:
+    from langchain_core.callbacks import CallbackManager
+
+    rec = Recorder()
+    run = CallbackManager([rec], [rec]).on_chain_start(None, 1, name="outer")
+    raw: RunnableConfig = {
+        "metadata": {"lc_versions": {"a": "1"}, "k": "config"},
+        "run_name": "outer",
+    }
+    inner = RunnableLambda(lambda x: x, name="inner")
+    for extra in ({"k": 1}, {"lc_versions": {"b": "2"}, "k": 1}):
+        child = child_config(raw, run, "t", extra)
+        assert "run_name" not in child and child["callbacks"].parent_run_id == run.run_id
+        inner.invoke(1, child)
+        _, parent, tags, metadata = rec.runs[rec.by_name("inner")[-1]]
+        assert parent == run.run_id and "t" in tags and metadata["k"] == 1
+        assert metadata["lc_versions"] == {"a": "1", **extra.get("lc_versions", {})}
+
+
+class Explicit(Wrapper):
+    """Passes child_config to its inner runnable, so it needs no child context."""
+
+    _explicit_child_configs = True
+
+
+async def test_explicit_child_configs_still_nest() -> None:
+    wrapper, rec = Explicit(inner=RunnableLambda(lambda x: x * 2, name="inner")), Recorder()
+    assert wrapper.invoke(3, {"callbacks": [rec], "run_name": "Wrapper"}) == 6
+    assert await wrapper.ainvoke(3, {"callbacks": [rec], "run_name": "Wrapper"}) == 6
+    assert_nested(rec, 2)
+    inner = rec.runs[rec.by_name("inner")[0]]
+    assert "attempt:1" in inner[2] and inner[3]["oscar.attempt"] == 1
