@@ -32,8 +32,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import replace
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -43,26 +42,40 @@ from langchain_core.prompt_values import PromptValue
 from langchain_core.runnables import RunnableConfig
 from pydantic import ConfigDict, Field, PrivateAttr
 
-from oscar_langchain._runnable import OscarRunnable, aannotate_run, annotate_run, child_config
-from oscar_langchain.errors import (
-    AttemptRecord,
-    FailoverError,
-    RouterError,
-    classify_error,
+from oscar_langchain._runnable import (
+    OscarRunnable,
+    aannotate_run,
+    aclosing_stream,
+    annotate_run,
+    child_config,
 )
-from oscar_langchain.routing.candidate import Candidate, Request
+from oscar_langchain.routing.candidate import Request
 from oscar_langchain.routing.complexity import HeuristicComplexity
 from oscar_langchain.routing.decision import RouteDecision
 from oscar_langchain.routing.engine import RoutingEngine
-from oscar_langchain.routing.limits import Reservation
+from oscar_langchain.routing.plan import Attempt, RoutePlan
 from oscar_langchain.routing.policies import DEFAULT_POLICIES
 from oscar_langchain.routing.route import Route
-from oscar_langchain.routing.selectors import Cheapest, QualityFloor, Ranking
+from oscar_langchain.routing.router_stream import (
+    astream_routed,
+    stream_routed,
+    traced,
+    with_route_metadata,
+)
+from oscar_langchain.routing.selectors import Cheapest, QualityFloor
 from oscar_langchain.routing.status import format_status
 
 __all__ = ["RouterRunnable"]
 
 _ = Cheapest  # re-exported for the doctest namespace
+
+
+_REJECTING = ("open", "forced_open")
+
+
+def _state(state: Any) -> str:
+    """A breaker state's string value (``CircuitState`` or plain string)."""
+    return str(getattr(state, "value", state))
 
 
 def _messages(input: Any) -> list[BaseMessage] | None:
@@ -156,6 +169,8 @@ class RouterRunnable(OscarRunnable[Any, Any]):
             }
         for name, breaker in self.breakers.items():
             breaker.add_listener(self._breaker_event(name))
+            if _state(breaker.state) in _REJECTING:  # opened before we listened
+                self._open.add(name)
         registry = self.registry
         if registry is None:
             from oscar_langchain.models import default_registry
@@ -197,7 +212,7 @@ class RouterRunnable(OscarRunnable[Any, Any]):
     def _breaker_event(self, name: str) -> Callable[[Any], None]:
         def on_event(event: Any) -> None:
             if event.kind == "transition":
-                if getattr(event.state, "value", event.state) == "open":
+                if _state(event.state) in _REJECTING:
                     self._open.add(name)
                 else:
                     self._open.discard(name)
@@ -210,13 +225,13 @@ class RouterRunnable(OscarRunnable[Any, Any]):
         out = []
         for name in list(self._open):
             snap = self._all_breakers()[name].snapshot()
-            state = getattr(snap.state, "value", snap.state)
-            if state == "open" and (snap.time_to_next_probe or 0) > 0:
+            state = _state(snap.state)
+            if state == "forced_open" or (state == "open" and (snap.time_to_next_probe or 0) > 0):
                 out.append(name)
         return out
 
     def _breaker_states(self) -> dict[str, str]:
-        return {n: str(getattr(b.state, "value", b.state)) for n, b in self._all_breakers().items()}
+        return {n: _state(b.state) for n, b in self._all_breakers().items()}
 
     def build_request(self, input: Any, config: RunnableConfig | None = None) -> Request:
         """The facts the router decides on for ``input`` (tokens, complexity...)."""
@@ -241,239 +256,81 @@ class RouterRunnable(OscarRunnable[Any, Any]):
         """The decision for ``input`` without calling any route."""
         return self._engine.decide(self.build_request(input, config))[0]
 
-    def _plan(self, input: Any, config: RunnableConfig) -> tuple[Request, RouteDecision, Ranking]:
-        request = self.build_request(input, config)
-        decision, ranking = self._engine.decide(request)
-        if not ranking:
-            raise RouterError(
-                "no route can serve this request: "
-                + "; ".join(f"{n}: {r}" for n, r in decision.rejected),
-                dict(decision.rejected),
-            )
-        limit = self.max_attempts if self.failover else 1
-        return request, decision, ranking[:limit] if limit else ranking
-
-    # -- calling (shared by sync, async and stream) ------------------------------------
-    def _book(self, cand: Candidate, request: Request) -> Reservation | str:
-        return self._engine.limits.try_acquire(
-            cand.route,
-            tokens=request.input_tokens + request.output_tokens,
-            cost=cand.estimated_cost(request),
+    def _plan(self, input: Any, config: RunnableConfig) -> RoutePlan:
+        return RoutePlan.start(
+            self._engine,
+            self.build_request(input, config),
+            failover=self.failover,
+            max_attempts=self.max_attempts,
+            clock=self.clock,
         )
 
-    def _settle(self, cand: Candidate, booking: Reservation, output: Any) -> None:
-        usage = getattr(output, "usage_metadata", None)
-        if usage:
-            tokens_in, tokens_out = int(usage["input_tokens"]), int(usage["output_tokens"])
-            cost = (tokens_in * cand.input_price + tokens_out * cand.output_price) / 1e6
-            self._engine.limits.release(booking, tokens=tokens_in + tokens_out, cost=cost)
-        else:
-            self._engine.limits.release(booking)
-
-    def _failed(
-        self, cand: Candidate, booking: Reservation, exc: Exception, attempt: int, started: float
-    ) -> AttemptRecord:
-        self._engine.limits.release(booking, cost=0.0)
-        cand.stats.observe_failure()
-        verdict = classify_error(exc)
-        record = AttemptRecord(cand.name, attempt, exc, verdict, self.clock() - started)
-        moves_on = (
-            verdict.retryable or verdict.counts_as_failure or verdict.is_context_length
-        ) or verdict.kind.value == "circuit_open"
-        if not (self.failover and moves_on):
-            raise exc
-        return record
-
-    def _succeeded(
-        self,
-        cand: Candidate,
-        booking: Reservation,
-        output: Any,
-        started: float,
-        *,
-        decision: RouteDecision,
-        attempts: list[tuple[str, str]],
-        run_id: UUID,
-        ttft: float | None = None,
-    ) -> tuple[Any, RouteDecision]:
-        self._settle(cand, booking, output)
-        usage = getattr(output, "usage_metadata", None)
-        cand.stats.observe(
-            self.clock() - started,
-            output_tokens=int(usage["output_tokens"]) if usage else None,
-            ttft=ttft,
-        )
-        attempts.append((cand.name, "ok"))
-        final = replace(decision, chosen=cand.name, attempts=tuple(attempts))
-        with self._lock:
-            self._runs[run_id] = (cand.name, decision.complexity)
-            while len(self._runs) > self.feedback_capacity:
-                self._runs.popitem(last=False)
-        return self._with_metadata(output, final), final
-
-    @staticmethod
-    def _with_metadata(output: Any, decision: RouteDecision) -> Any:
-        if isinstance(output, BaseMessage):
-            meta = {**output.response_metadata, "oscar_route": decision.to_dict()}
-            return output.model_copy(update={"response_metadata": meta})
-        return output
-
-    def _exhausted(
-        self, decision: RouteDecision, records: list[AttemptRecord], skipped: dict[str, str]
-    ) -> Exception:
-        if records:
-            return FailoverError(f"every ranked route failed ({len(records)} calls)", records)
-        rejections = {**dict(decision.rejected), **skipped}
-        return RouterError(
-            "no route had room for this request: "
-            + "; ".join(f"{n}: {r}" for n, r in rejections.items()),
-            rejections,
-        )
-
-    def _cfg(
-        self, config: RunnableConfig, run_manager: Any, cand: Candidate, attempt: int
-    ) -> RunnableConfig:
+    # -- calling (sync, async and stream drive one RoutePlan) --------------------------
+    def _cfg(self, config: RunnableConfig, run_manager: Any, attempt: Attempt) -> RunnableConfig:
         return child_config(
             config,
             run_manager,
-            tag=f"route:{cand.name}",
-            metadata={"oscar.route": cand.name, "oscar.route.attempt": attempt},
+            tag=f"route:{attempt.name}",
+            metadata={"oscar.route": attempt.name, "oscar.route.attempt": attempt.index},
         )
+
+    def _finish(self, plan: RoutePlan, run_id: UUID) -> Any:
+        """The answer with its decision in ``response_metadata``, or the plan's error."""
+        if plan.final is None:
+            raise plan.error()
+        with self._lock:
+            self._runs[run_id] = (plan.final.chosen or "", plan.decision.complexity)
+            while len(self._runs) > self.feedback_capacity:
+                self._runs.popitem(last=False)
+        return with_route_metadata(plan.output, plan.final)
 
     def _invoke(
         self, input: Any, run_manager: CallbackManagerForChainRun, config: RunnableConfig
     ) -> Any:
-        request, decision, ranking = self._plan(input, config)
-        records: list[AttemptRecord] = []
-        attempts: list[tuple[str, str]] = []
-        skipped: dict[str, str] = {}
-        for attempt, (cand, _score) in enumerate(ranking):
-            booking = self._book(cand, request)
-            if isinstance(booking, str):
-                skipped[cand.name] = booking
-                continue
-            breaker = self._breaker(cand.name)
-            started = self.clock()
+        plan = self._plan(input, config)
+        for attempt in plan:
+            call, breaker = attempt.candidate.route.runnable.invoke, self._breaker(attempt.name)
+            child = self._cfg(config, run_manager, attempt)
             try:
-                permit = breaker.acquire() if breaker is not None else None
-                try:
-                    output = cand.route.runnable.invoke(
-                        input, self._cfg(config, run_manager, cand, attempt)
-                    )
-                except Exception as exc:
-                    if breaker is not None:
-                        breaker.report(permit, exc)
-                    raise
-                if breaker is not None:
-                    breaker.report(permit)
-            except Exception as exc:  # noqa: BLE001 - classified; non-retryable re-raised
-                records.append(self._failed(cand, booking, exc, attempt, started))
-                attempts.append((cand.name, records[-1].classification.kind.value))
-                continue
-            result, final = self._succeeded(
-                cand,
-                booking,
-                output,
-                started,
-                decision=decision,
-                attempts=attempts,
-                run_id=run_manager.run_id,
-            )
-            annotate_run(run_manager, final.attributes())
-            return result
-        annotate_run(run_manager, replace(decision, chosen=None).attributes())
-        raise self._exhausted(decision, records, skipped)
+                output = breaker.call(call, input, child) if breaker else call(input, child)
+            except Exception as exc:  # noqa: BLE001 - the plan re-raises what must not move on
+                plan.fail(attempt, exc)
+            else:
+                plan.succeed(attempt, output)
+        if traced(run_manager):
+            annotate_run(run_manager, plan.attributes())
+        return self._finish(plan, run_manager.run_id)
 
     async def _ainvoke(
         self, input: Any, run_manager: AsyncCallbackManagerForChainRun, config: RunnableConfig
     ) -> Any:
-        request, decision, ranking = self._plan(input, config)
-        records: list[AttemptRecord] = []
-        attempts: list[tuple[str, str]] = []
-        skipped: dict[str, str] = {}
-        for attempt, (cand, _score) in enumerate(ranking):
-            booking = self._book(cand, request)
-            if isinstance(booking, str):
-                skipped[cand.name] = booking
-                continue
-            breaker = self._breaker(cand.name)
-            started = self.clock()
+        plan = self._plan(input, config)
+        for attempt in plan:
+            call, breaker = attempt.candidate.route.runnable.ainvoke, self._breaker(attempt.name)
+            child = self._cfg(config, run_manager, attempt)
             try:
-                permit = await breaker.aacquire() if breaker is not None else None
-                try:
-                    output = await cand.route.runnable.ainvoke(
-                        input, self._cfg(config, run_manager, cand, attempt)
-                    )
-                except Exception as exc:
-                    if breaker is not None:
-                        await breaker.areport(permit, exc)
-                    raise
-                if breaker is not None:
-                    await breaker.areport(permit)
-            except Exception as exc:  # noqa: BLE001 - classified; non-retryable re-raised
-                records.append(self._failed(cand, booking, exc, attempt, started))
-                attempts.append((cand.name, records[-1].classification.kind.value))
-                continue
-            result, final = self._succeeded(
-                cand,
-                booking,
-                output,
-                started,
-                decision=decision,
-                attempts=attempts,
-                run_id=run_manager.run_id,
-            )
-            await aannotate_run(run_manager, final.attributes())
-            return result
-        await aannotate_run(run_manager, replace(decision, chosen=None).attributes())
-        raise self._exhausted(decision, records, skipped)
+                output = await (
+                    breaker.acall(call, input, child) if breaker else call(input, child)
+                )
+            except Exception as exc:  # noqa: BLE001 - the plan re-raises what must not move on
+                plan.fail(attempt, exc)
+            else:
+                plan.succeed(attempt, output)
+        if traced(run_manager):
+            await aannotate_run(run_manager, plan.attributes())
+        return self._finish(plan, run_manager.run_id)
 
     def _stream(
         self, input: Any, run_manager: CallbackManagerForChainRun, config: RunnableConfig
     ) -> Iterator[Any]:
-        request, decision, ranking = self._plan(input, config)
-        records: list[AttemptRecord] = []
-        attempts: list[tuple[str, str]] = []
-        skipped: dict[str, str] = {}
-        for attempt, (cand, _score) in enumerate(ranking):
-            booking = self._book(cand, request)
-            if isinstance(booking, str):
-                skipped[cand.name] = booking
-                continue
-            started = self.clock()
-            chunks = cand.route.runnable.stream(
-                input, self._cfg(config, run_manager, cand, attempt)
-            )
-            try:
-                first = next(iter(chunks))
-            except StopIteration:
-                first = None
-            except Exception as exc:  # noqa: BLE001 - nothing streamed yet: fail over
-                records.append(self._failed(cand, booking, exc, attempt, started))
-                attempts.append((cand.name, records[-1].classification.kind.value))
-                continue
-            ttft = self.clock() - started
-            shown = replace(decision, chosen=cand.name, attempts=(*attempts, (cand.name, "ok")))
-            annotate_run(run_manager, shown.attributes())
-            merged = first
-            if first is not None:
-                yield self._with_metadata(first, shown)
-            for chunk in chunks:
-                if isinstance(merged, BaseMessage) and isinstance(chunk, BaseMessage):
-                    merged = merged + chunk  # type: ignore[operator]
+        yield from stream_routed(self, input, run_manager, config)
+
+    async def _astream(
+        self, input: Any, run_manager: AsyncCallbackManagerForChainRun, config: RunnableConfig
+    ) -> AsyncIterator[Any]:
+        async with aclosing_stream(astream_routed(self, input, run_manager, config)) as chunks:
+            async for chunk in chunks:
                 yield chunk
-            self._succeeded(
-                cand,
-                booking,
-                merged,
-                started,
-                decision=decision,
-                attempts=attempts,
-                run_id=run_manager.run_id,
-                ttft=ttft,
-            )
-            return
-        raise self._exhausted(decision, records, skipped)
 
     # -- feedback and status ----------------------------------------------------------
     def feedback(self, run_id: UUID | str, score: float) -> bool:
