@@ -35,8 +35,6 @@ from langchain_core.runnables.config import (
     ensure_config,
     get_async_callback_manager_for_config,
     get_callback_manager_for_config,
-    merge_configs,
-    patch_config,
     set_config_context,
 )
 from langchain_core.runnables.utils import coro_with_context
@@ -61,6 +59,19 @@ ANNOTATION_EVENT = "oscar.annotate"
 RunManager = CallbackManagerForChainRun | AsyncCallbackManagerForChainRun
 
 
+def _with_callbacks(config: RunnableConfig, callbacks: Any) -> RunnableConfig:
+    """``patch_config(config, callbacks=...)`` for a config that is already ensured.
+
+    A shallow copy: the callee's own ``ensure_config`` copies the lists and dicts
+    before changing them, so a second deep copy here would only cost time.
+    """
+    child = config.copy()
+    child["callbacks"] = callbacks
+    child.pop("run_name", None)  # they name the outer run, not the child
+    child.pop("run_id", None)
+    return child
+
+
 def child_config(
     config: RunnableConfig,
     run_manager: RunManager,
@@ -70,15 +81,15 @@ def child_config(
     """Config for a runnable called from inside ``run_manager``'s run.
 
     Args:
-        config: the config the outer run was called with.
+        config: the (ensured) config the outer run gave its ``_invoke``/``_stream``.
         run_manager: the outer run's manager.
         tag: an optional tag for the child run (e.g. ``"candidate:gpt-4o"``).
         metadata: extra metadata for the child run (e.g. the attempt number).
     """
-    patched = patch_config(config, callbacks=run_manager.get_child(tag))
+    child = _with_callbacks(config, run_manager.get_child(tag))
     if metadata:
-        patched = merge_configs(patched, {"metadata": dict(metadata)})
-    return patched
+        child["metadata"] = {**(config.get("metadata") or {}), **metadata}
+    return child
 
 
 @asynccontextmanager
@@ -160,7 +171,7 @@ class OscarRunnable(RunnableSerializable[Input, Output], Generic[Input, Output])
             run_id=config.pop("run_id", None),
         )
         try:
-            child = patch_config(config, callbacks=run_manager.get_child())
+            child = _with_callbacks(config, run_manager.get_child())
             with set_config_context(child) as context:
                 output = context.run(self._invoke, input, run_manager, child, **kwargs)
         except BaseException as exc:
@@ -181,7 +192,7 @@ class OscarRunnable(RunnableSerializable[Input, Output], Generic[Input, Output])
             run_id=config.pop("run_id", None),
         )
         try:
-            child = patch_config(config, callbacks=run_manager.get_child())
+            child = _with_callbacks(config, run_manager.get_child())
             with set_config_context(child) as context:
                 output: Output = await coro_with_context(
                     self._ainvoke(input, run_manager, child, **kwargs), context

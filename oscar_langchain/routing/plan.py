@@ -168,9 +168,7 @@ class RoutePlan:
 
     def shown(self, attempt: Attempt) -> RouteDecision:
         """The decision as it stands once ``attempt`` answers (for a stream's first chunk)."""
-        return replace(
-            self.decision, chosen=attempt.name, attempts=(*self.outcomes, (attempt.name, "ok"))
-        )
+        return self.decision.served_by(attempt.name, (*self.outcomes, (attempt.name, "ok")))
 
     def succeed(self, attempt: Attempt, output: Any, *, ttft: float | None = None) -> None:
         """Settle ``attempt`` with ``output``'s real usage and end the plan."""

@@ -33,6 +33,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
@@ -76,6 +77,34 @@ _REJECTING = ("open", "forced_open")
 def _state(state: Any) -> str:
     """A breaker state's string value (``CircuitState`` or plain string)."""
     return str(getattr(state, "value", state))
+
+
+def _breaker_event(opened: set[str], name: str) -> Callable[[Any], None]:
+    """A breaker listener keeping ``opened`` = the routes whose breaker rejects calls."""
+
+    def on_event(event: Any) -> None:
+        if event.kind == "transition":
+            if _state(event.state) in _REJECTING:
+                opened.add(name)
+            else:
+                opened.discard(name)
+
+    return on_event
+
+
+@dataclass(slots=True)
+class _Live:
+    """The router's live state, in one plain object.
+
+    Read on every call: each pydantic private attribute would cost a slow lookup.
+    """
+
+    engine: RoutingEngine
+    count: Callable[[Any], int]
+    open: set[str]
+    runs: OrderedDict[UUID, tuple[str, float]] | None  # None: the selector cannot learn
+    learn: Callable[[str, float, float], None] | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 def _messages(input: Any) -> list[BaseMessage] | None:
@@ -152,14 +181,11 @@ class RouterRunnable(OscarRunnable[Any, Any]):
 
     model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
 
-    _engine: RoutingEngine = PrivateAttr()
-    _count: Callable[[Any], int] = PrivateAttr()
-    _runs: OrderedDict[UUID, tuple[str, float]] = PrivateAttr(default_factory=OrderedDict)
-    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
-    _open: set[str] = PrivateAttr(default_factory=set)
+    _live: _Live = PrivateAttr()
 
     def model_post_init(self, context: Any, /) -> None:
         """Resolve routes, build the routing core and the routes' circuit breakers once."""
+        opened: set[str] = set()
         if self.breakers is None:
             from oscar_langchain.circuit_breaker import CircuitBreaker
 
@@ -168,15 +194,15 @@ class RouterRunnable(OscarRunnable[Any, Any]):
                 for r in self.routes
             }
         for name, breaker in self.breakers.items():
-            breaker.add_listener(self._breaker_event(name))
+            breaker.add_listener(_breaker_event(opened, name))
             if _state(breaker.state) in _REJECTING:  # opened before we listened
-                self._open.add(name)
+                opened.add(name)
         registry = self.registry
         if registry is None:
             from oscar_langchain.models import default_registry
 
             registry = default_registry()
-        self._engine = RoutingEngine(
+        engine = RoutingEngine(
             self.routes,
             selector=self.selector,
             policies=self.policies,
@@ -193,14 +219,15 @@ class RouterRunnable(OscarRunnable[Any, Any]):
                     return counter.count(messages)
                 return counter.count_messages(messages)
 
-            self._count = count
         else:
-            self._count = self.token_counter
+            count = self.token_counter
+        learn = getattr(engine.selector, "update", None)
+        self._live = _Live(engine, count, opened, OrderedDict() if learn else None, learn)
 
     @property
     def engine(self) -> RoutingEngine:
         """The pure routing core (candidates, limits, selector)."""
-        return self._engine
+        return self._live.engine
 
     def _all_breakers(self) -> dict[str, Any]:
         return self.breakers or {}
@@ -209,21 +236,11 @@ class RouterRunnable(OscarRunnable[Any, Any]):
         return self.breakers.get(name) if self.breakers else None
 
     # -- deciding ------------------------------------------------------------------
-    def _breaker_event(self, name: str) -> Callable[[Any], None]:
-        def on_event(event: Any) -> None:
-            if event.kind == "transition":
-                if _state(event.state) in _REJECTING:
-                    self._open.add(name)
-                else:
-                    self._open.discard(name)
-
-        return on_event
-
-    def _open_breakers(self) -> list[str]:
+    def _open_breakers(self, opened: set[str]) -> list[str]:
         # Only breakers seen opening are read, so deciding stays O(routes) and cheap;
         # an open breaker whose probe time has come is offered again (half-open probe).
         out = []
-        for name in list(self._open):
+        for name in list(opened):
             snap = self._all_breakers()[name].snapshot()
             state = _state(snap.state)
             if state == "forced_open" or (state == "open" and (snap.time_to_next_probe or 0) > 0):
@@ -235,30 +252,31 @@ class RouterRunnable(OscarRunnable[Any, Any]):
 
     def build_request(self, input: Any, config: RunnableConfig | None = None) -> Request:
         """The facts the router decides on for ``input`` (tokens, complexity...)."""
+        live = self._live
         options = (config or {}).get("configurable") or {}
         messages = _messages(input)
         text = _text_of(messages, input)
-        tokens = int(self._count(messages if messages is not None else text))
+        tokens = int(live.count(messages if messages is not None else text))
         caps = set(options.get("route_capabilities") or ())
         if _has_image(messages):
             caps.add("vision")
-        return self._engine.request(
+        return live.engine.request(
             input_tokens=tokens,
             output_tokens=int(options.get("max_output_tokens") or self.default_output_tokens),
             capabilities=caps,
             tags=options.get("route_tags") or (),
             complexity=float(self.complexity(text)) if self.complexity is not None else 0.0,
             text=text,
-            open_breakers=self._open_breakers() if self._open else (),
+            open_breakers=self._open_breakers(live.open) if live.open else (),
         )
 
     def decide(self, input: Any, config: RunnableConfig | None = None) -> RouteDecision:
         """The decision for ``input`` without calling any route."""
-        return self._engine.decide(self.build_request(input, config))[0]
+        return self._live.engine.decide(self.build_request(input, config))[0]
 
     def _plan(self, input: Any, config: RunnableConfig) -> RoutePlan:
         return RoutePlan.start(
-            self._engine,
+            self._live.engine,
             self.build_request(input, config),
             failover=self.failover,
             max_attempts=self.max_attempts,
@@ -278,10 +296,12 @@ class RouterRunnable(OscarRunnable[Any, Any]):
         """The answer with its decision in ``response_metadata``, or the plan's error."""
         if plan.final is None:
             raise plan.error()
-        with self._lock:
-            self._runs[run_id] = (plan.final.chosen or "", plan.decision.complexity)
-            while len(self._runs) > self.feedback_capacity:
-                self._runs.popitem(last=False)
+        runs = self._live.runs
+        if runs is not None:  # only a learning selector can use feedback
+            with self._live.lock:
+                runs[run_id] = (plan.final.chosen or "", plan.decision.complexity)
+                while len(runs) > self.feedback_capacity:
+                    runs.popitem(last=False)
         return with_route_metadata(plan.output, plan.final)
 
     def _invoke(
@@ -338,18 +358,19 @@ class RouterRunnable(OscarRunnable[Any, Any]):
 
         Returns ``False`` when the run is unknown (too old) or the selector does not learn.
         """
-        key = UUID(str(run_id))
-        with self._lock:
-            entry = self._runs.get(key)
-        update = getattr(self._engine.selector, "update", None)
-        if entry is None or update is None:
+        live = self._live
+        if live.runs is None or live.learn is None:
             return False
-        update(entry[0], entry[1], score)
+        with live.lock:
+            entry = live.runs.get(UUID(str(run_id)))
+        if entry is None:
+            return False
+        live.learn(entry[0], entry[1], score)
         return True
 
     def status(self) -> list[dict[str, Any]]:
         """Every route's breaker, limits, budget left, latency and in-flight as plain data."""
-        return self._engine.status(self._breaker_states())
+        return self._live.engine.status(self._breaker_states())
 
     def status_table(self) -> str:
         """:meth:`status` as a readable table."""
