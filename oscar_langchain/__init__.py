@@ -38,6 +38,7 @@ from oscar_langchain.errors import (
     safe_execute,
 )
 from oscar_langchain.failover import FailoverRunnable, with_failover
+from oscar_langchain.failover_plan import FailoverPlan
 from oscar_langchain.failover_policy import RetryPolicy
 from oscar_langchain.local import LocalModelServer, LocalServerError, LocalServerSettings
 from oscar_langchain.models import ModelInfo, ModelRegistry, default_registry, estimate_cost
@@ -65,6 +66,7 @@ __all__ = [
     "ErrorClassification",
     "ErrorKind",
     "FailoverError",
+    "FailoverPlan",
     "FailoverRunnable",
     "HybridRetriever",
     "InMemoryBreakerStore",

@@ -56,7 +56,8 @@ from oscar_langchain.breaker_machine import BreakerConfig
 from oscar_langchain.breaker_store import BreakerStore
 from oscar_langchain.circuit_breaker import BreakerEvent, CircuitBreaker
 from oscar_langchain.errors import ConfigurationError, UnknownModelError
-from oscar_langchain.failover_policy import FailoverRoute, RetryPolicy
+from oscar_langchain.failover_plan import Answer, Attempt, FailoverPlan, arun_plan, run_plan
+from oscar_langchain.failover_policy import RetryPolicy
 from oscar_langchain.failover_stream import astream_with_failover, stream_with_failover
 
 __all__ = ["AttemptTimeoutError", "FailoverRunnable", "RetryPolicy", "with_failover"]
@@ -133,7 +134,7 @@ class FailoverRunnable(OscarRunnable[Any, Any]):
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     """Retries per candidate."""
     attempt_timeout: float | None = None
-    """Seconds one attempt may take (for streams: until each chunk arrives, async only)."""
+    """Seconds one attempt may take (for streams: until each chunk arrives)."""
     stream_policy: Literal["raise", "continue"] = "raise"
     """What to do when a stream fails after its first chunk."""
     continuation_prompt: str = _CONTINUE
@@ -152,6 +153,8 @@ class FailoverRunnable(OscarRunnable[Any, Any]):
     _names: list[str] = PrivateAttr(default_factory=list)
     _breakers: list[CircuitBreaker] = PrivateAttr(default_factory=list)
     _windows: list[int | None] = PrivateAttr(default_factory=list)
+    _tags: list[str] = PrivateAttr(default_factory=list)
+    _clock: Callable[[], float] = PrivateAttr(default=time.monotonic)
 
     def model_post_init(self, context: Any, /) -> None:
         """Check the arguments and build one breaker per candidate."""
@@ -176,6 +179,8 @@ class FailoverRunnable(OscarRunnable[Any, Any]):
             for name in self._names
         ]
         self._windows = [self._window(i) for i in range(len(self.candidates))]
+        self._tags = [f"oscar.candidate:{name}" for name in self._names]
+        self._clock = self._breakers[0].clock
 
     @property
     def breakers(self) -> dict[str, CircuitBreaker]:
@@ -202,170 +207,117 @@ class FailoverRunnable(OscarRunnable[Any, Any]):
         except UnknownModelError:
             return None
 
-    def _route(self) -> FailoverRoute:
-        return FailoverRoute(self._names, self._windows)
+    def _plan(self) -> FailoverPlan:
+        return FailoverPlan(
+            self._names,
+            breakers=self._breakers,
+            windows=self._windows,
+            retry=self.retry,
+            clock=self._clock,
+        )
 
     def _config(
         self,
         config: RunnableConfig,
         run_manager: CallbackManagerForChainRun | AsyncCallbackManagerForChainRun,
-        index: int,
-        attempt: int,
+        attempt: Attempt,
     ) -> RunnableConfig:
-        name = self._names[index]
-        meta = {"oscar.candidate": name, "oscar.attempt": attempt}
-        return child_config(config, run_manager, tag=f"oscar.candidate:{name}", metadata=meta)
+        """The attempt's child config: tagged and with metadata naming candidate and attempt."""
+        meta = {"oscar.candidate": attempt.name, "oscar.attempt": attempt.number}
+        return child_config(config, run_manager, tag=self._tags[attempt.index], metadata=meta)
 
-    def _finish(self, output: Any, route: FailoverRoute, index: int) -> tuple[Any, dict[str, Any]]:
-        meta = route.metadata(index)
+    def _finish(
+        self,
+        answer: Answer[Any],
+        plan: FailoverPlan,
+        run_manager: CallbackManagerForChainRun | AsyncCallbackManagerForChainRun,
+    ) -> tuple[Any, dict[str, Any] | None]:
+        """The output, and the run's attributes (``None`` when no handler listens).
+
+        A message output gets the route in a copy of its ``response_metadata``.
+        """
+        output, attempt = answer.output, answer.attempt
+        meta = plan.metadata(attempt)
         if isinstance(output, BaseMessage):
             merged = {**output.response_metadata, **meta}
             output = output.model_copy(update={"response_metadata": merged})
+        if not _traced(run_manager):
+            return output, None
         return output, {
-            "oscar.route": " > ".join(route.tried),
-            "oscar.candidate": self._names[index],
-            "oscar.breaker.state": self._breakers[index].last_state.value,
+            "oscar.route": " > ".join(plan.route.tried),
+            "oscar.candidate": attempt.name,
+            "oscar.breaker.state": self._breakers[attempt.index].last_state.value,
             "oscar.attempts": meta["oscar.attempts"],
         }
 
+    def _timeout_error(self, attempt: Attempt) -> AttemptTimeoutError:
+        return AttemptTimeoutError(f"{attempt.name} took longer than {self.attempt_timeout}s")
+
     # -- invoke ------------------------------------------------------------------
-    def _call(self, index: int, input: Any, config: RunnableConfig) -> Any:
-        candidate = self.candidates[index]
+    def _call(
+        self,
+        input: Any,
+        run_manager: CallbackManagerForChainRun,
+        config: RunnableConfig,
+        attempt: Attempt,
+    ) -> Any:
+        candidate = self.candidates[attempt.index]
+        child = self._config(config, run_manager, attempt)
         if self.attempt_timeout is None:
-            return candidate.invoke(input, config)
+            return candidate.invoke(input, child)
         pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="oscar-failover")
         context = contextvars.copy_context()
-        future = pool.submit(context.run, candidate.invoke, input, config)
+        future = pool.submit(context.run, candidate.invoke, input, child)
         try:
             return future.result(timeout=self.attempt_timeout)
         except concurrent.futures.TimeoutError:
             future.cancel()
-            raise AttemptTimeoutError(
-                f"{self._names[index]} took longer than {self.attempt_timeout}s"
-            ) from None
+            raise self._timeout_error(attempt) from None
         finally:
             pool.shutdown(wait=False)
 
-    def _attempt(
+    async def _acall(
         self,
-        index: int,
-        attempt: int,
-        *,
         input: Any,
-        run_manager: CallbackManagerForChainRun,
+        run_manager: AsyncCallbackManagerForChainRun,
         config: RunnableConfig,
-        route: FailoverRoute,
+        attempt: Attempt,
     ) -> Any:
-        breaker = self._breakers[index]
-        start = breaker.clock()
+        call = self.candidates[attempt.index].ainvoke(
+            input, self._config(config, run_manager, attempt)
+        )
+        return await self._within(call, attempt)
+
+    async def _within(self, call: Awaitable[Any], attempt: Attempt) -> Any:
+        """Await ``call``, bounded by ``attempt_timeout``."""
+        if self.attempt_timeout is None:
+            return await call
         try:
-            permit = breaker.acquire()
-        except Exception as exc:
-            route.record(index, attempt, exc, 0.0)
-            raise
-        try:
-            output = self._call(index, input, self._config(config, run_manager, index, attempt))
-        except BaseException as exc:
-            breaker.report(permit, exc)
-            if isinstance(exc, Exception):
-                route.record(index, attempt, exc, breaker.clock() - start)
-            raise
-        breaker.report(permit)
-        return output
+            return await asyncio.wait_for(call, self.attempt_timeout)
+        except asyncio.TimeoutError:
+            raise self._timeout_error(attempt) from None
 
     def _invoke(
         self, input: Any, run_manager: CallbackManagerForChainRun, config: RunnableConfig
     ) -> Any:
-        route = self._route()
-        for index in range(len(self.candidates)):
-            if not route.eligible(index):
-                continue
-            try:
-                output = self.retry.run(
-                    partial(
-                        self._attempt,
-                        index,
-                        input=input,
-                        run_manager=run_manager,
-                        config=config,
-                        route=route,
-                    ),
-                    self.sleep,
-                )
-            except Exception:  # noqa: BLE001 - recorded in route; try the next candidate
-                continue
-            output, attributes = self._finish(output, route, index)
-            if _traced(run_manager):
-                annotate_run(run_manager, attributes)
-            return output
-        raise route.error()
-
-    async def _aattempt(
-        self,
-        index: int,
-        attempt: int,
-        *,
-        input: Any,
-        run_manager: AsyncCallbackManagerForChainRun,
-        config: RunnableConfig,
-        route: FailoverRoute,
-    ) -> Any:
-        breaker = self._breakers[index]
-        start = breaker.clock()
-        try:
-            permit = await breaker.aacquire()
-        except Exception as exc:
-            route.record(index, attempt, exc, 0.0)
-            raise
-        child = self._config(config, run_manager, index, attempt)
-        try:
-            call = self.candidates[index].ainvoke(input, child)
-            if self.attempt_timeout is None:
-                output = await call
-            else:
-                output = await self._await_within(call, index)
-        except BaseException as exc:
-            await breaker.areport(permit, exc)
-            if isinstance(exc, Exception):
-                route.record(index, attempt, exc, breaker.clock() - start)
-            raise
-        await breaker.areport(permit)
+        plan = self._plan()
+        answer = run_plan(plan, partial(self._call, input, run_manager, config), self.sleep)
+        output, attributes = self._finish(answer, plan, run_manager)
+        if attributes is not None:
+            annotate_run(run_manager, attributes)
         return output
-
-    async def _await_within(self, call: Awaitable[Any], index: int) -> Any:
-        try:
-            return await asyncio.wait_for(call, self.attempt_timeout)
-        except asyncio.TimeoutError:
-            raise AttemptTimeoutError(
-                f"{self._names[index]} took longer than {self.attempt_timeout}s"
-            ) from None
 
     async def _ainvoke(
         self, input: Any, run_manager: AsyncCallbackManagerForChainRun, config: RunnableConfig
     ) -> Any:
-        route = self._route()
-        for index in range(len(self.candidates)):
-            if not route.eligible(index):
-                continue
-            try:
-                output = await self.retry.arun(
-                    partial(
-                        self._aattempt,
-                        index,
-                        input=input,
-                        run_manager=run_manager,
-                        config=config,
-                        route=route,
-                    ),
-                    self.asleep,
-                )
-            except Exception:  # noqa: BLE001 - recorded in route; try the next candidate
-                continue
-            output, attributes = self._finish(output, route, index)
-            if _traced(run_manager):
-                await aannotate_run(run_manager, attributes)
-            return output
-        raise route.error()
+        plan = self._plan()
+        answer = await arun_plan(
+            plan, partial(self._acall, input, run_manager, config), self.asleep
+        )
+        output, attributes = self._finish(answer, plan, run_manager)
+        if attributes is not None:
+            await aannotate_run(run_manager, attributes)
+        return output
 
     # -- stream ------------------------------------------------------------------
     def _continuation(self, input: Any, partial: Any) -> Any:
@@ -376,11 +328,11 @@ class FailoverRunnable(OscarRunnable[Any, Any]):
         ]
 
     def _after_first_chunk(
-        self, route: FailoverRoute, error: Exception, input: Any, partial: Any
+        self, plan: FailoverPlan, error: Exception, input: Any, partial: Any
     ) -> Any:
         """The next candidate's input after a mid-stream failure, or raise (per the policy)."""
         if self.stream_policy == "raise":
-            raise route.error("stream failed after its first chunk") from error
+            raise plan.error("stream failed after its first chunk") from error
         return self._continuation(input, partial)
 
     def _stream(

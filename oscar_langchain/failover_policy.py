@@ -1,11 +1,11 @@
 """Pure parts of failover: the retry policy and the record of one failover run.
 
-Nothing here imports LangChain. :class:`RetryPolicy` builds tenacity retryers with
-exponential backoff, jitter and ``Retry-After`` honoured; :class:`FailoverRoute`
+Nothing here imports LangChain. :class:`RetryPolicy` decides retries with tenacity's
+stop and retry strategies, exponential backoff, jitter and ``Retry-After`` honoured;
+:class:`FailoverRoute`
 keeps the attempts of one request and decides which candidates remain eligible
-after a context-length overflow. The sync and async paths of
-:class:`~oscar_langchain.failover.FailoverRunnable` share both; they differ only
-in how they wait.
+after a context-length overflow. :mod:`oscar_langchain.failover_plan` drives
+both for the sync and async paths alike.
 
 Example:
     >>> policy = RetryPolicy(max_attempts=3, initial_backoff=1.0, jitter=0.0)
@@ -18,15 +18,12 @@ from __future__ import annotations
 import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from functools import cached_property
+from typing import Any, TypeVar, cast
 
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    Retrying,
-    retry_if_exception,
-    stop_after_attempt,
-)
+from tenacity import RetryCallState, retry_if_exception, stop_after_attempt
+from tenacity.retry import retry_base
+from tenacity.stop import stop_base
 
 from oscar_langchain.errors import (
     AttemptRecord,
@@ -94,53 +91,57 @@ class RetryPolicy:
         retry_after = classify_error(error).retry_after if error is not None else None
         return max(wait, retry_after) if retry_after is not None else wait
 
-    def _wants_retry(self, attempt: int, error: Exception) -> bool:
-        return attempt < self.max_attempts and self.should_retry(error)
+    @cached_property
+    def _strategies(self) -> tuple[stop_base, retry_base]:
+        return stop_after_attempt(self.max_attempts), retry_if_exception(self.should_retry)
 
-    def _tenacity_kwargs(self) -> dict[str, Any]:
-        # tenacity runs attempts 2..max_attempts; attempt 1 runs before it, unwrapped
-        def wait(state: RetryCallState) -> float:
-            error = state.outcome.exception() if state.outcome is not None else None
-            return self.backoff(state.attempt_number + 1, error)
+    def next_wait(self, attempt: int, error: BaseException) -> float | None:
+        """Seconds to wait before retrying after failed attempt ``attempt``, or ``None``.
 
-        return {
-            "stop": stop_after_attempt(self.max_attempts - 1),
-            "wait": wait,
-            "retry": retry_if_exception(self.should_retry),
-            "reraise": True,
-        }
+        A pure decision: tenacity's stop (``stop_after_attempt``) and retry
+        (``retry_if_exception``) strategies judge the attempt, then :meth:`backoff`
+        gives the wait. ``None`` means: move on to the next candidate.
+
+        Example:
+            >>> policy = RetryPolicy(max_attempts=2, initial_backoff=0.5, jitter=0.0)
+            >>> policy.next_wait(1, TimeoutError()), policy.next_wait(2, TimeoutError())
+            (0.5, None)
+        """
+        state = RetryCallState(cast(Any, None), None, (), {})  # the strategies read no retryer
+        state.attempt_number = attempt
+        state.set_exception((type(error), error, error.__traceback__))
+        stop, retry = self._strategies
+        if stop(state) or not retry(state):
+            return None
+        return self.backoff(attempt, error)
 
     def run(self, attempt: Callable[[int], T], sleep: Callable[[float], None]) -> T:
-        """``attempt(n)`` for n = 1, 2, ... until it succeeds or the policy gives up.
-
-        The first call runs directly (no retry machinery on the happy path); later ones
-        run under a tenacity ``Retrying`` with the injected ``sleep``.
-        """
-        try:
-            return attempt(1)
-        except Exception as exc:
-            if not self._wants_retry(1, exc):
-                raise
-            sleep(self.backoff(1, exc))
-        for retry in Retrying(sleep=sleep, **self._tenacity_kwargs()):
-            with retry:
-                result = attempt(retry.retry_state.attempt_number + 1)
-        return result
+        """``attempt(n)`` for n = 1, 2, ... until it succeeds or the policy gives up."""
+        number = 1
+        while True:
+            try:
+                return attempt(number)
+            except Exception as exc:
+                wait = self.next_wait(number, exc)
+                if wait is None:
+                    raise
+            sleep(wait)
+            number += 1
 
     async def arun(
         self, attempt: Callable[[int], Awaitable[T]], sleep: Callable[[float], Awaitable[None]]
     ) -> T:
         """Async form of :meth:`run`."""
-        try:
-            return await attempt(1)
-        except Exception as exc:
-            if not self._wants_retry(1, exc):
-                raise
-            await sleep(self.backoff(1, exc))
-        async for retry in AsyncRetrying(sleep=sleep, **self._tenacity_kwargs()):
-            with retry:
-                result = await attempt(retry.retry_state.attempt_number + 1)
-        return result
+        number = 1
+        while True:
+            try:
+                return await attempt(number)
+            except Exception as exc:
+                wait = self.next_wait(number, exc)
+                if wait is None:
+                    raise
+            await sleep(wait)
+            number += 1
 
 
 @dataclass

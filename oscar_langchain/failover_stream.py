@@ -1,10 +1,17 @@
 """Streaming through :class:`~oscar_langchain.failover.FailoverRunnable`.
 
 Until a candidate yields its first chunk, a failure is an ordinary failed attempt
-(retried, then failed over, invisibly to the consumer). After it, the runnable's
-``stream_policy`` decides (raise, or continue on the next candidate with the partial
-answer as context). The candidate's breaker permit is held from the request until
-the stream ends; a consumer that stops early gives the permit back uncounted.
+(retried, then failed over, invisibly to the consumer): opening a stream and
+reading its first chunk is the attempt :func:`~oscar_langchain.failover_plan.run_plan`
+makes. After it, the runnable's ``stream_policy`` decides (raise, or continue on the
+next candidate with the partial answer as context): the same plan is driven again
+and resumes with the next candidate. The candidate's breaker permit is held from
+the request until the stream ends; a consumer that stops early gives the permit
+back uncounted.
+
+``attempt_timeout`` bounds the wait for each chunk, sync and async alike: a sync
+stream under a timeout is read by a worker thread (:class:`TimedChunks`), so a hung
+backend cannot block the consumer past the timeout.
 
 When the chunks are message chunks, one last empty ``AIMessageChunk`` carries the
 route in ``response_metadata``, so the merged message has it like ``invoke``'s.
@@ -13,8 +20,10 @@ route in ``response_metadata``, so the merged message has it like ``invoke``'s.
 from __future__ import annotations
 
 import asyncio
-import functools
-from collections.abc import AsyncIterator, Iterator
+import contextvars
+import queue
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from langchain_core.callbacks import (
@@ -25,15 +34,90 @@ from langchain_core.messages import AIMessageChunk, BaseMessageChunk
 from langchain_core.runnables import RunnableConfig
 
 from oscar_langchain._runnable import aannotate_run, annotate_run
-from oscar_langchain.circuit_breaker import Permit
+from oscar_langchain.failover_plan import (
+    Answer,
+    Attempt,
+    FailoverPlan,
+    arun_plan,
+    asettle,
+    run_plan,
+    settle,
+)
 
 if TYPE_CHECKING:
     from oscar_langchain.failover import FailoverRunnable
-    from oscar_langchain.failover_policy import FailoverRoute
 
-__all__ = ["astream_with_failover", "stream_with_failover"]
+__all__ = ["TimedChunks", "astream_with_failover", "stream_with_failover"]
 
 _END: Any = object()
+
+
+class TimedChunks:
+    """A sync iterator read by a worker thread, each chunk awaited at most ``timeout`` s.
+
+    On a time-out, :meth:`next` raises ``on_timeout()`` and the worker stops after its
+    current chunk (a call blocked in the backend cannot be interrupted from Python;
+    the daemon thread is left to finish it and its output is dropped).
+
+    Args:
+        open_stream: returns the iterator; called in the worker, in a copy of the
+            caller's context (so callbacks nest as usual).
+        timeout: seconds to wait for each chunk.
+        on_timeout: builds the error raised on a time-out.
+
+    Example:
+        >>> chunks = TimedChunks(lambda: iter([1, 2]), 5.0, TimeoutError)
+        >>> chunks.next(), chunks.next(), chunks.next() is _END
+        (1, 2, True)
+    """
+
+    def __init__(
+        self,
+        open_stream: Callable[[], Iterator[Any]],
+        timeout: float,
+        on_timeout: Callable[[], Exception],
+    ) -> None:
+        self._timeout = timeout
+        self._on_timeout = on_timeout
+        self._queue: queue.SimpleQueue[tuple[bool, Any]] = queue.SimpleQueue()
+        self._stop = threading.Event()
+        context = contextvars.copy_context()
+        worker = threading.Thread(
+            target=context.run, args=(self._pump, open_stream), daemon=True, name="oscar-stream"
+        )
+        worker.start()
+
+    def _pump(self, open_stream: Callable[[], Iterator[Any]]) -> None:
+        iterator: Iterator[Any] | None = None
+        try:
+            iterator = iter(open_stream())
+            for chunk in iterator:
+                if self._stop.is_set():
+                    break
+                self._queue.put((True, chunk))
+            else:
+                self._queue.put((True, _END))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer's thread
+            self._queue.put((False, exc))
+        finally:
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                close()
+
+    def next(self) -> Any:
+        """The next chunk, ``_END`` after the last; raises the stream's error or a time-out."""
+        try:
+            ok, value = self._queue.get(timeout=self._timeout)
+        except queue.Empty:
+            self._stop.set()
+            raise self._on_timeout() from None
+        if not ok:
+            raise value
+        return value
+
+    def close(self) -> None:
+        """Stop the worker after its current chunk."""
+        self._stop.set()
 
 
 def _merge(partial: Any, chunk: Any) -> Any:
@@ -45,52 +129,64 @@ def _merge(partial: Any, chunk: Any) -> Any:
         return chunk
 
 
-def _route_chunk(partial: Any, meta: dict[str, Any]) -> Any:
-    if isinstance(partial, BaseMessageChunk):
-        return AIMessageChunk(content="", response_metadata=meta)
-    return _END
+class _StreamRun:
+    """The decisions of one streamed request, shared by the sync and async loops."""
 
+    def __init__(self, runnable: FailoverRunnable, input: Any) -> None:
+        self.runnable = runnable
+        self.plan: FailoverPlan = runnable._plan()
+        self.input = input
+        self.current = input  # what the next candidate is sent (a continuation after a cut)
+        self.partial: Any = None
 
-class _Opened:
-    """A candidate's stream that produced its first chunk (or ended without one)."""
+    def seen(self, chunk: Any) -> Any:
+        self.partial = _merge(self.partial, chunk)
+        return chunk
 
-    def __init__(self, index: int, attempt: int, permit: Permit, start: float, first: Any) -> None:
-        self.index, self.attempt, self.permit, self.start, self.first = (
-            index,
-            attempt,
-            permit,
-            start,
-            first,
+    def broke(self, answer: Answer[Any], error: Exception) -> None:
+        """A failure after the first chunk: record it, then move on or raise per policy."""
+        plan = self.plan
+        plan.failed(answer.attempt, error, plan.clock() - answer.started, retry=False)
+        self.current = self.runnable._after_first_chunk(plan, error, self.input, self.partial)
+
+    def finished(self, answer: Answer[Any], run_manager: Any) -> tuple[dict[str, Any] | None, Any]:
+        """The run's attributes and the last chunk to yield (``_END``: none)."""
+        _, attributes = self.runnable._finish(
+            Answer(None, answer.attempt, None, answer.started), self.plan, run_manager
         )
+        if isinstance(self.partial, BaseMessageChunk):
+            meta = self.plan.metadata(answer.attempt)
+            return attributes, AIMessageChunk(content="", response_metadata=meta)
+        return attributes, _END
 
 
 def _open(
-    runnable: FailoverRunnable,
-    index: int,
-    attempt: int,
-    *,
-    input: Any,
+    run: _StreamRun,
     run_manager: CallbackManagerForChainRun,
     config: RunnableConfig,
-    route: FailoverRoute,
-) -> tuple[_Opened, Iterator[Any]]:
-    breaker = runnable._breakers[index]
-    start = breaker.clock()
+    attempt: Attempt,
+) -> tuple[Any, Callable[[], Any], Callable[[], None]]:
+    """Open the candidate's stream and read its first chunk (the attempt proper)."""
+    runnable = run.runnable
+    candidate = runnable.candidates[attempt.index]
+    child = runnable._config(config, run_manager, attempt)
+    current = run.current
+    if runnable.attempt_timeout is None:
+        iterator = iter(candidate.stream(current, child))
+        step: Callable[[], Any] = lambda: next(iterator, _END)  # noqa: E731
+        close: Callable[[], None] = getattr(iterator, "close", lambda: None)
+    else:
+        timed = TimedChunks(
+            lambda: candidate.stream(current, child),
+            runnable.attempt_timeout,
+            lambda: runnable._timeout_error(attempt),
+        )
+        step, close = timed.next, timed.close
     try:
-        permit = breaker.acquire()
-    except Exception as exc:
-        route.record(index, attempt, exc, 0.0)
+        return step(), step, close
+    except BaseException:
+        close()
         raise
-    child = runnable._config(config, run_manager, index, attempt)
-    iterator = iter(runnable.candidates[index].stream(input, child))
-    try:
-        first = next(iterator, _END)
-    except BaseException as exc:
-        breaker.report(permit, exc)
-        if isinstance(exc, Exception):
-            route.record(index, attempt, exc, breaker.clock() - start)
-        raise
-    return _Opened(index, attempt, permit, start, first), iterator
 
 
 def stream_with_failover(
@@ -100,85 +196,43 @@ def stream_with_failover(
     config: RunnableConfig,
 ) -> Iterator[Any]:
     """The sync stream of ``runnable`` (see the module docstring)."""
-    route = runnable._route()
-    current, partial = input, None
-    for index in range(len(runnable.candidates)):
-        if not route.eligible(index):
-            continue
-        try:
-            opened, iterator = runnable.retry.run(
-                functools.partial(
-                    _open,
-                    runnable,
-                    index,
-                    input=current,
-                    run_manager=run_manager,
-                    config=config,
-                    route=route,
-                ),
-                runnable.sleep,
-            )
-        except Exception:  # noqa: BLE001 - recorded in route; try the next candidate
-            continue
-        breaker = runnable._breakers[index]
-        chunk = opened.first
+    run = _StreamRun(runnable, input)
+    while True:
+        answer = run_plan(
+            run.plan, lambda a: _open(run, run_manager, config, a), runnable.sleep, hold=True
+        )
+        chunk, step, close = answer.output
         try:
             while chunk is not _END:
-                partial = _merge(partial, chunk)
-                yield chunk
-                chunk = next(iterator, _END)
+                yield run.seen(chunk)
+                chunk = step()
         except Exception as exc:  # noqa: BLE001 - a mid-stream failure, handled per policy
-            breaker.report(opened.permit, exc)
-            route.record(index, opened.attempt, exc, breaker.clock() - opened.start)
-            current = runnable._after_first_chunk(route, exc, input, partial)
+            settle(answer, exc)
+            run.broke(answer, exc)
             continue
-        except BaseException as exc:  # consumer stopped early, or cancelled
-            breaker.report(opened.permit, exc)
+        except BaseException as exc:  # consumer stopped early, or interrupted
+            close()
+            settle(answer, exc)
             raise
-        breaker.report(opened.permit)
-        _, attributes = runnable._finish(None, route, index)
-        annotate_run(run_manager, attributes)
-        last = _route_chunk(partial, route.metadata(index))
+        settle(answer)
+        attributes, last = run.finished(answer, run_manager)
+        if attributes is not None:
+            annotate_run(run_manager, attributes)
         if last is not _END:
             yield last
         return
-    raise route.error()
 
 
 async def _aopen(
-    runnable: FailoverRunnable,
-    index: int,
-    attempt: int,
-    *,
-    input: Any,
+    run: _StreamRun,
     run_manager: AsyncCallbackManagerForChainRun,
     config: RunnableConfig,
-    route: FailoverRoute,
-) -> tuple[_Opened, AsyncIterator[Any]]:
-    breaker = runnable._breakers[index]
-    start = breaker.clock()
-    try:
-        permit = await breaker.aacquire()
-    except Exception as exc:
-        route.record(index, attempt, exc, 0.0)
-        raise
-    child = runnable._config(config, run_manager, index, attempt)
-    iterator = runnable.candidates[index].astream(input, child).__aiter__()
-    try:
-        first = await _anext(runnable, iterator, index)
-    except BaseException as exc:
-        await breaker.areport(permit, exc)
-        if isinstance(exc, Exception):
-            route.record(index, attempt, exc, breaker.clock() - start)
-        raise
-    return _Opened(index, attempt, permit, start, first), iterator
-
-
-async def _anext(runnable: FailoverRunnable, iterator: AsyncIterator[Any], index: int) -> Any:
-    step = anext(iterator, _END)
-    if runnable.attempt_timeout is None:
-        return await step
-    return await runnable._await_within(step, index)
+    attempt: Attempt,
+) -> tuple[Any, AsyncIterator[Any]]:
+    runnable = run.runnable
+    child = runnable._config(config, run_manager, attempt)
+    iterator = runnable.candidates[attempt.index].astream(run.current, child).__aiter__()
+    return await runnable._within(anext(iterator, _END), attempt), iterator
 
 
 async def astream_with_failover(
@@ -188,49 +242,30 @@ async def astream_with_failover(
     config: RunnableConfig,
 ) -> AsyncIterator[Any]:
     """The async stream of ``runnable``; ``attempt_timeout`` bounds each chunk's wait."""
-    route = runnable._route()
-    current, partial = input, None
-    for index in range(len(runnable.candidates)):
-        if not route.eligible(index):
-            continue
-        try:
-            opened, aiterator = await runnable.retry.arun(
-                functools.partial(
-                    _aopen,
-                    runnable,
-                    index,
-                    input=current,
-                    run_manager=run_manager,
-                    config=config,
-                    route=route,
-                ),
-                runnable.asleep,
-            )
-        except Exception:  # noqa: BLE001 - recorded in route; try the next candidate
-            continue
-        breaker = runnable._breakers[index]
-        chunk = opened.first
+    run = _StreamRun(runnable, input)
+    while True:
+        answer = await arun_plan(
+            run.plan, lambda a: _aopen(run, run_manager, config, a), runnable.asleep, hold=True
+        )
+        chunk, iterator = answer.output
         try:
             while chunk is not _END:
-                partial = _merge(partial, chunk)
-                yield chunk
-                chunk = await _anext(runnable, aiterator, index)
+                yield run.seen(chunk)
+                chunk = await runnable._within(anext(iterator, _END), answer.attempt)
         except Exception as exc:  # noqa: BLE001 - a mid-stream failure, handled per policy
-            await breaker.areport(opened.permit, exc)
-            route.record(index, opened.attempt, exc, breaker.clock() - opened.start)
-            current = runnable._after_first_chunk(route, exc, input, partial)
+            await asettle(answer, exc)
+            run.broke(answer, exc)
             continue
         except GeneratorExit as exc:  # aclose(): report without awaiting
-            breaker.report(opened.permit, exc)
+            settle(answer, exc)
             raise
         except asyncio.CancelledError as exc:
-            await breaker.areport(opened.permit, exc)
+            await asettle(answer, exc)
             raise
-        await breaker.areport(opened.permit)
-        _, attributes = runnable._finish(None, route, index)
-        await aannotate_run(run_manager, attributes)
-        last = _route_chunk(partial, route.metadata(index))
+        await asettle(answer)
+        attributes, last = run.finished(answer, run_manager)
+        if attributes is not None:
+            await aannotate_run(run_manager, attributes)
         if last is not _END:
             yield last
         return
-    raise route.error()

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage
-from langchain_core.runnables import RunnableLambda
+from langchain_core.runnables import RunnableGenerator, RunnableLambda
 
 from oscar_langchain.circuit_breaker import BreakerConfig, CircuitState
 from oscar_langchain.errors import ConfigurationError, ErrorKind, FailoverError
@@ -19,7 +20,12 @@ from oscar_langchain.failover import (
     with_failover,
 )
 from oscar_langchain.failover_policy import FailoverRoute
+from oscar_langchain.failover_stream import TimedChunks
 from tests.unit_tests.failover_fakes import APIError, FlakyChat, RunRecorder, context_overflow
+
+HANG = 0.25
+"""attempt_timeout of the time-out tests: a hung candidate costs this much real time; the
+healthy candidate, also called under it (in a worker thread), must answer well within it."""
 
 
 class Clock:
@@ -164,7 +170,7 @@ def test_attempt_timeout_sync_and_async() -> None:
     chain, _, _ = build(
         RunnableLambda(hang, name="hang"),
         RunnableLambda(lambda x: "fast", name="fast"),
-        attempt_timeout=0.01,
+        attempt_timeout=HANG,
         retry=RetryPolicy(max_attempts=1),
     )
     try:
@@ -179,7 +185,7 @@ def test_attempt_timeout_sync_and_async() -> None:
     achain, _, _ = build(
         RunnableLambda(hang, afunc=ahang, name="hang"),
         RunnableLambda(lambda x: "fast", name="fast"),
-        attempt_timeout=0.01,
+        attempt_timeout=HANG,
         retry=RetryPolicy(max_attempts=1),
     )
     assert asyncio.run(achain.ainvoke("x")) == "fast"
@@ -187,7 +193,7 @@ def test_attempt_timeout_sync_and_async() -> None:
         asyncio.run(
             build(
                 RunnableLambda(hang, afunc=ahang),
-                attempt_timeout=0.01,
+                attempt_timeout=HANG,
                 retry=RetryPolicy(max_attempts=1),
             )[0].ainvoke("x")
         )
@@ -293,15 +299,22 @@ def test_each_attempt_is_a_child_run_and_route_is_annotated() -> None:
     a = FlakyChat(model_name="a", errors=[APIError(500), APIError(500)])
     b = FlakyChat(model_name="b")
     chain, _, _ = build(a, b)
-    for mode in ("invoke", "batch", "stream"):
+
+    async def astream(cfg: Any) -> None:
+        async for _ in chain.astream("hi", cfg):
+            pass
+
+    for mode in ("invoke", "batch", "stream", "astream"):
         rec = RunRecorder()
         cfg = {"callbacks": [rec]}
         if mode == "invoke":
             chain.invoke("hi", cfg)
         elif mode == "batch":
             chain.batch(["hi"], cfg)
-        else:
+        elif mode == "stream":
             list(chain.stream("hi", cfg))
+        else:
+            asyncio.run(astream(cfg))
         root = next(r for r in rec.runs if r["parent"] is None)
         chats = [r for r in rec.runs if r["kind"] == "chat"]
         assert chats and all(r["parent"] == root["id"] for r in chats), mode
@@ -339,3 +352,112 @@ def test_route_with_unknown_overflow_window() -> None:
     route.record(0, 1, context_overflow(), 0.0)
     assert route.eligible(1)
     assert "every failover candidate failed" in str(route.error())
+
+
+def test_sync_stream_attempt_timeout_before_and_after_first_chunk() -> None:
+    release = threading.Event()
+
+    def hang_at_once(inputs: Iterator[Any]) -> Iterator[str]:
+        for _ in inputs:
+            pass
+        release.wait(5)
+        yield "late"
+
+    def hang_after_one(inputs: Iterator[Any]) -> Iterator[str]:
+        for _ in inputs:
+            pass
+        yield "early"
+        release.wait(5)
+        yield "late"
+
+    fast = RunnableLambda(lambda x: f"fast:{len(x) if isinstance(x, list) else x}", name="fast")
+    options: dict[str, Any] = {"attempt_timeout": HANG, "retry": RetryPolicy(max_attempts=1)}
+    try:
+        chain, _, _ = build(RunnableGenerator(hang_at_once, name="hang"), fast, **options)
+        assert list(chain.stream("x")) == ["fast:x"]
+        timeouts = chain.health()["hang"]
+        assert (timeouts["calls"], timeouts["failures"]) == (1, 1)
+
+        chain2, _, _ = build(RunnableGenerator(hang_after_one, name="hang"), fast, **options)
+        got: list[str] = []
+        with pytest.raises(FailoverError, match="after its first chunk") as info:
+            got.extend(chain2.stream("x"))
+        assert got == ["early"]
+        assert isinstance(info.value.errors[0], AttemptTimeoutError)
+
+        chain3, _, _ = build(
+            RunnableGenerator(hang_after_one, name="hang"),
+            fast,
+            stream_policy="continue",
+            **options,
+        )
+        # the backup is sent the conversation, the partial answer and the continuation prompt
+        assert list(chain3.stream("x")) == ["early", "fast:3"]
+    finally:
+        release.set()
+
+
+def test_timed_chunks_pass_errors_and_stop_on_close() -> None:
+    def broken() -> Iterator[int]:
+        yield 1
+        raise APIError(502, "cut")
+
+    chunks = TimedChunks(broken, 5.0, TimeoutError)
+    assert chunks.next() == 1
+    with pytest.raises(APIError, match="cut"):
+        chunks.next()
+    gate, closed = threading.Event(), threading.Event()
+
+    def endless() -> Iterator[int]:
+        try:
+            while True:
+                gate.wait(5)
+                yield 0
+        finally:
+            closed.set()
+
+    chunks2 = TimedChunks(endless, 5.0, TimeoutError)
+    chunks2.close()
+    gate.set()
+    assert closed.wait(5)  # the worker stopped and closed the candidate's stream
+    chain, _, _ = build(FlakyChat(model_name="a", reply="a b c"), attempt_timeout=5.0)
+    stream = chain.stream("hi")
+    assert next(stream).content == "a"
+    stream.close()  # stop early: the permit is given back uncounted
+    assert chain.health()["a"]["calls"] == 0
+
+
+def test_astream_stopped_early_or_cancelled_gives_the_permit_back() -> None:
+    chain, _, _ = build(FlakyChat(model_name="a", reply="a b c"))
+
+    async def stop_early() -> None:
+        stream = chain.astream("hi")
+        assert (await anext(stream)).content == "a"
+        await stream.aclose()
+
+    async def hang_after_one(inputs: AsyncIterator[Any]) -> AsyncIterator[str]:
+        async for _ in inputs:
+            pass
+        yield "a"
+        await asyncio.Event().wait()
+        yield "never"
+
+    hanging, _, _ = build(RunnableGenerator(hang_after_one, name="hang"))
+
+    async def cancel() -> None:
+        started = asyncio.Event()
+
+        async def consume() -> None:
+            async for _ in hanging.astream("hi"):
+                started.set()
+
+        task = asyncio.create_task(consume())
+        await started.wait()
+        task.cancel()  # while the stream waits for the candidate's next chunk
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(stop_early())
+    asyncio.run(cancel())
+    for snap in (chain.health()["a"], hanging.health()["hang"]):
+        assert (snap["calls"], snap["failures"]) == (0, 0)

@@ -16,6 +16,7 @@ EXPECTED_ALL = [
     "ErrorClassification",
     "ErrorKind",
     "FailoverError",
+    "FailoverPlan",
     "FailoverRunnable",
     "HybridRetriever",
     "InMemoryBreakerStore",
