@@ -1,13 +1,20 @@
-"""One request's way down the ranked routes, as a pure state machine.
+"""One request's way down the ranked routes: the failover core plus the router's books.
 
-The router's sync, async and streaming paths all drive a :class:`RoutePlan`; they
-differ only in how they call a route and wait. The plan books each route in the
-limit store before its call (skipping routes with no room), records each outcome
-(latency, usage, the failure's classification), settles the booking with the real
-usage, and decides whether a failure moves on to the next ranked route. Nothing here
-imports LangChain.
+:class:`RoutePlan` is a :class:`~oscar_langchain.failover_plan.FailoverPlan` over the
+request's ranked routes, so the router fails over through the failover machinery:
+the same circuit breakers, retries of one route with backoff and ``Retry-After``
+(tenacity's strategies), the skip of routes whose window a context overflow proved
+too small, and a :class:`FailoverError` holding every attempt. On top of it the plan
+keeps the router's books: each route is booked in the limit store before its first
+call (a route with no room is skipped with the reason), the booking is held across
+retries and settled with the real usage, and every outcome feeds the route's live
+stats. The sync, async and streaming paths drive it with
+:func:`~oscar_langchain.failover_plan.run_plan` / ``arun_plan``; nothing here calls,
+waits or imports LangChain.
 
 Example:
+    >>> from contextlib import closing
+    >>> from oscar_langchain.failover_plan import run_plan
     >>> from oscar_langchain.routing.engine import RoutingEngine
     >>> from oscar_langchain.routing.route import Route
     >>> from oscar_langchain.routing.selectors import Cheapest
@@ -15,11 +22,12 @@ Example:
     ...                         Route(name="b", runnable=None, input_price=2.0)],
     ...                        selector=Cheapest())
     >>> plan = RoutePlan.start(engine, engine.request(input_tokens=10, output_tokens=5))
-    >>> for attempt in plan:
+    >>> def call(attempt):
     ...     if attempt.name == "a":
-    ...         plan.fail(attempt, TimeoutError("a is down"))
-    ...     else:
-    ...         plan.succeed(attempt, "answer")
+    ...         raise TimeoutError("a is down")
+    ...     return "answer"
+    >>> with closing(plan):  # gives back a booking still held, however it ends
+    ...     plan.succeed(run_plan(plan, call))
     >>> plan.final.chosen, plan.final.attempts
     ('b', (('a', 'timeout'), ('b', 'ok')))
 """
@@ -27,80 +35,61 @@ Example:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
-from oscar_langchain.errors import AttemptRecord, FailoverError, RouterError, classify_error
+from oscar_langchain.circuit_breaker import CircuitBreaker
+from oscar_langchain.errors import ErrorClassification, ErrorKind, FailoverError, RouterError
+from oscar_langchain.failover_plan import Answer, Attempt, FailoverPlan
+from oscar_langchain.failover_policy import RetryPolicy
 from oscar_langchain.routing.candidate import Candidate, Request
 from oscar_langchain.routing.decision import RouteDecision
 from oscar_langchain.routing.engine import RoutingEngine
 from oscar_langchain.routing.limits import Reservation
 from oscar_langchain.routing.selectors import Ranking
 
-__all__ = ["Attempt", "RoutePlan", "moves_on"]
+__all__ = ["RoutePlan", "moves_on"]
 
 
-def moves_on(exc: BaseException) -> bool:
-    """Whether a failure is worth trying on the next ranked route.
+def moves_on(verdict: ErrorClassification) -> bool:
+    """Whether a failure is worth another attempt (this route again, or the next one).
 
     Time-outs, 5xx, rate limits, connection errors, context overflows and open
     circuits move on; bad requests, auth errors and bugs are re-raised.
     """
-    verdict = classify_error(exc)
     return (
         verdict.retryable
         or verdict.counts_as_failure
         or verdict.is_context_length
-        or verdict.kind.value == "circuit_open"
+        or verdict.kind is ErrorKind.CIRCUIT_OPEN
     )
 
 
-@dataclass(slots=True)
-class Attempt:
-    """One booked call of one route."""
-
-    candidate: Candidate
-    booking: Reservation
-    index: int
-    started: float
-
-    @property
-    def name(self) -> str:
-        """The route's name."""
-        return self.candidate.route.name
+def _never(verdict: ErrorClassification) -> bool:
+    return False
 
 
-class RoutePlan:
-    """Book, call, record and settle the ranked routes of one request (see module doc).
+class RoutePlan(FailoverPlan):
+    """The failover plan of one routed request, with limit bookings and route stats.
 
-    Iterating gives the next booked :class:`Attempt` until one succeeded or the
-    ranking is exhausted; each attempt must be ended with :meth:`succeed` or
-    :meth:`fail` (or :meth:`abort` once output was already handed out, or
-    :meth:`cancel` when the caller gave up).
+    Drive it with ``run_plan``/``arun_plan``, then end it with :meth:`succeed` on the
+    answer (or :meth:`abort` when a stream fails after its first chunk), and always
+    :meth:`close` it (``with contextlib.closing(plan)``): that gives back a booking
+    still held when the request failed or was cancelled.
 
     Args:
         engine: the routing core (its limit store books calls).
         request: the request's facts.
         decision: the engine's decision for ``request``.
         ranking: the routes to try, in order.
-        failover: whether a failure worth retrying elsewhere moves on.
+        breakers: each ranked route's circuit breaker (``None``: unguarded).
+        retry: retries of one route before moving on (default: none).
+        failover: whether a failure may lead to another attempt at all.
         clock: seconds, for latencies.
     """
 
-    __slots__ = (
-        "_clock",
-        "_failover",
-        "_limits",
-        "_pending",
-        "decision",
-        "final",
-        "outcomes",
-        "output",
-        "records",
-        "request",
-        "skipped",
-    )
+    __slots__ = ("_held", "_limits", "candidates", "decision", "final", "output", "request")
 
     def __init__(
         self,
@@ -109,18 +98,25 @@ class RoutePlan:
         decision: RouteDecision,
         ranking: Ranking,
         *,
+        breakers: Sequence[CircuitBreaker | None] | None = None,
+        retry: RetryPolicy | None = None,
         failover: bool = True,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
+        self.candidates: list[Candidate] = [cand for cand, _score in ranking]
+        super().__init__(
+            [cand.name for cand in self.candidates],
+            breakers=breakers,
+            windows=[cand.context_window for cand in self.candidates],
+            retry=retry,
+            clock=clock,
+            admit=self._book,
+            moves_on=moves_on if failover else _never,
+        )
         self._limits = engine.limits
-        self._clock = clock
-        self._failover = failover
-        self._pending = enumerate(ranking)
+        self._held: tuple[int, Reservation] | None = None
         self.request = request
         self.decision = decision
-        self.records: list[AttemptRecord] = []
-        self.outcomes: list[tuple[str, str]] = []
-        self.skipped: dict[str, str] = {}
         self.final: RouteDecision | None = None
         self.output: Any = None
 
@@ -130,11 +126,17 @@ class RoutePlan:
         engine: RoutingEngine,
         request: Request,
         *,
+        breakers: Callable[[str], CircuitBreaker | None] | None = None,
+        retry: RetryPolicy | None = None,
         failover: bool = True,
         max_attempts: int | None = None,
         clock: Callable[[], float] = time.perf_counter,
     ) -> RoutePlan:
-        """Decide ``request`` and plan its calls; :class:`RouterError` if no route passes."""
+        """Decide ``request`` and plan its calls; :class:`RouterError` if no route passes.
+
+        ``breakers(name)`` gives a route's breaker; ``max_attempts`` caps the routes
+        tried (``failover=False``: only the first).
+        """
         decision, ranking = engine.decide(request)
         if not ranking:
             raise RouterError(
@@ -145,82 +147,107 @@ class RoutePlan:
         limit = max_attempts if failover else 1
         if limit:
             ranking = ranking[:limit]
-        return cls(engine, request, decision, ranking, failover=failover, clock=clock)
+        guards = None if breakers is None else [breakers(cand.name) for cand, _ in ranking]
+        return cls(
+            engine,
+            request,
+            decision,
+            ranking,
+            breakers=guards,
+            retry=retry,
+            failover=failover,
+            clock=clock,
+        )
 
-    def __iter__(self) -> Iterator[Attempt]:
-        return self
+    # -- the router's books ---------------------------------------------------------
+    def _book(self, index: int) -> str | None:
+        """Book route ``index`` before its first call (``admit``); a reason skips it."""
+        self.close()  # the previous route is done with
+        cand, request = self.candidates[index], self.request
+        booking = self._limits.try_acquire(
+            cand.route,
+            tokens=request.input_tokens + request.output_tokens,
+            cost=cand.estimated_cost(request),
+        )
+        if isinstance(booking, str):
+            return booking
+        self._held = (index, booking)
+        return None
 
-    def __next__(self) -> Attempt:
-        if self.final is not None:
-            raise StopIteration
-        request = self.request
-        for index, (cand, _score) in self._pending:
-            booking = self._limits.try_acquire(
-                cand.route,
-                tokens=request.input_tokens + request.output_tokens,
-                cost=cand.estimated_cost(request),
-            )
-            if isinstance(booking, str):
-                self.skipped[cand.name] = booking
-                continue
-            return Attempt(cand, booking, index, self._clock())
-        raise StopIteration
+    def close(self) -> None:
+        """Give back a booking still held, uncounted (the call failed or was cancelled)."""
+        held, self._held = self._held, None
+        if held is not None:
+            self._limits.release(held[1], cost=0.0)
+
+    def next(self) -> Attempt | None:
+        """The next attempt (a retry, or the next route with room), or ``None``."""
+        attempt = super().next()
+        if attempt is None:
+            self.close()
+        return attempt
+
+    def failed(
+        self, attempt: Attempt, error: Exception, duration: float, *, retry: bool = True
+    ) -> bool:
+        """Count the failure in the route's stats, then decide as the failover core does."""
+        self.candidates[attempt.index].stats.observe_failure()
+        return super().failed(attempt, error, duration, retry=retry)
+
+    def outcomes(self) -> tuple[tuple[str, str], ...]:
+        """``(route, error kind)`` of every failed attempt so far, in order."""
+        return tuple((r.candidate, r.classification.kind.value) for r in self.route.attempts)
 
     def shown(self, attempt: Attempt) -> RouteDecision:
         """The decision as it stands once ``attempt`` answers (for a stream's first chunk)."""
-        return self.decision.served_by(attempt.name, (*self.outcomes, (attempt.name, "ok")))
+        return self.decision.served_by(attempt.name, (*self.outcomes(), (attempt.name, "ok")))
 
-    def succeed(self, attempt: Attempt, output: Any, *, ttft: float | None = None) -> None:
-        """Settle ``attempt`` with ``output``'s real usage and end the plan."""
+    def succeed(
+        self, answer: Answer[Any], output: Any = None, *, ttft: float | None = None
+    ) -> None:
+        """Settle the answer's booking with its real usage; the plan is then final.
+
+        ``output`` replaces ``answer.output`` (a stream's merged chunks).
+        """
+        attempt = answer.attempt
+        output = answer.output if output is None else output
+        cand = self.candidates[attempt.index]
         usage = getattr(output, "usage_metadata", None)
-        cand = attempt.candidate
-        if usage:
-            tokens_in, tokens_out = int(usage["input_tokens"]), int(usage["output_tokens"])
-            cost = (tokens_in * cand.input_price + tokens_out * cand.output_price) / 1e6
-            self._limits.release(attempt.booking, tokens=tokens_in + tokens_out, cost=cost)
-        else:
-            self._limits.release(attempt.booking)
+        held, self._held = self._held, None
+        if held is not None:
+            if usage:
+                tokens_in, tokens_out = int(usage["input_tokens"]), int(usage["output_tokens"])
+                cost = (tokens_in * cand.input_price + tokens_out * cand.output_price) / 1e6
+                self._limits.release(held[1], tokens=tokens_in + tokens_out, cost=cost)
+            else:
+                self._limits.release(held[1])
         cand.stats.observe(
-            self._clock() - attempt.started,
+            self.clock() - answer.started,
             output_tokens=int(usage["output_tokens"]) if usage else None,
             ttft=ttft,
         )
         self.final = self.shown(attempt)
-        self.outcomes.append((attempt.name, "ok"))
         self.output = output
 
-    def abort(self, attempt: Attempt, exc: BaseException) -> AttemptRecord:
-        """Record a failed ``attempt`` and give its booking back (nothing was spent)."""
-        self._limits.release(attempt.booking, cost=0.0)
-        attempt.candidate.stats.observe_failure()
-        verdict = classify_error(exc)
-        record = AttemptRecord(
-            attempt.name, attempt.index, exc, verdict, self._clock() - attempt.started
-        )
-        self.records.append(record)
-        self.outcomes.append((attempt.name, verdict.kind.value))
-        return record
+    def abort(self, answer: Answer[Any], error: Exception) -> None:
+        """A stream failed after its first chunk: record it; the booking goes back."""
+        duration = self.clock() - answer.started
+        self.route.record(answer.attempt.index, answer.attempt.number, error, duration)
+        self.candidates[answer.attempt.index].stats.observe_failure()
+        self.close()
 
-    def cancel(self, attempt: Attempt) -> None:
-        """Give ``attempt``'s booking back uncounted (the caller stopped or was cancelled)."""
-        self._limits.release(attempt.booking, cost=0.0)
-
-    def fail(self, attempt: Attempt, exc: BaseException) -> None:
-        """Record a failed ``attempt``; re-raise ``exc`` unless it moves on to the next route."""
-        self.abort(attempt, exc)
-        if not (self._failover and moves_on(exc)):
-            raise exc
-
+    # -- outcome --------------------------------------------------------------------
     def attributes(self) -> dict[str, Any]:
         """The run's tracer attributes (``oscar.route`` empty when no route answered)."""
-        return (self.final or replace(self.decision, chosen=None)).attributes()
+        if self.final is not None:
+            return self.final.attributes()
+        return replace(self.decision, chosen=None, attempts=self.outcomes()).attributes()
 
-    def error(self) -> Exception:
+    def error(self, message: str = "every ranked route failed") -> Exception:
         """Why no route answered: every call failed, or none had room."""
-        if self.records:
-            return FailoverError(
-                f"every ranked route failed ({len(self.records)} calls)", self.records
-            )
+        attempts = self.route.attempts
+        if attempts:
+            return FailoverError(f"{message} ({len(attempts)} calls)", attempts)
         rejections = {**dict(self.decision.rejected), **self.skipped}
         return RouterError(
             "no route had room for this request: "

@@ -3,10 +3,15 @@
 For each input the router counts the prompt's tokens, scores its complexity,
 filters the routes with its policies (context window, capabilities, tags, breaker,
 limits) and ranks the rest with its selector (:mod:`~oscar_langchain.routing.engine`).
-It then calls the first route; with ``failover=True`` a failure worth retrying
-elsewhere (time-out, 5xx, rate limit, connection, context overflow, open circuit)
-moves to the next ranked route. Each call is booked in the limit store first
-(atomically, so limits hold under concurrency) and settled with real usage.
+The ranking is the failover order: the router calls it through the failover core
+(:mod:`~oscar_langchain.failover_plan`, as ``FailoverRunnable`` does), so each
+route's circuit breaker guards its calls, a retryable failure (time-out, 5xx, rate
+limit, connection) is retried on the same route per ``retry`` (backoff, jitter,
+``Retry-After``), then it moves on to the next ranked route; a context overflow moves
+on at once to a route with a larger window; bad requests and auth errors are
+raised; when every route failed, :class:`~oscar_langchain.errors.FailoverError`
+carries every attempt. Each route is booked in the limit store before its first
+call (atomically, so limits hold under concurrency) and settled with real usage.
 
 The :class:`RouteDecision` is attached to the run (``oscar.route``... for the tracer)
 and to the output message's ``response_metadata["oscar_route"]``.
@@ -29,10 +34,12 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
@@ -50,14 +57,17 @@ from oscar_langchain._runnable import (
     annotate_run,
     child_config,
 )
+from oscar_langchain.failover_plan import Attempt, arun_plan, run_plan
+from oscar_langchain.failover_policy import RetryPolicy
 from oscar_langchain.routing.candidate import Request
 from oscar_langchain.routing.complexity import HeuristicComplexity
 from oscar_langchain.routing.decision import RouteDecision
 from oscar_langchain.routing.engine import RoutingEngine
-from oscar_langchain.routing.plan import Attempt, RoutePlan
+from oscar_langchain.routing.plan import RoutePlan
 from oscar_langchain.routing.policies import DEFAULT_POLICIES
 from oscar_langchain.routing.route import Route
 from oscar_langchain.routing.router_stream import (
+    RouteCalls,
     astream_routed,
     stream_routed,
     traced,
@@ -171,7 +181,14 @@ class RouterRunnable(OscarRunnable[Any, Any]):
     default_output_tokens: int = Field(default=512, gt=0)
     """Output tokens assumed when the call does not set ``max_output_tokens``."""
     failover: bool = True
-    """Try the next ranked route when a call fails with a retryable error."""
+    """Fail over through the failover core: retry a route per ``retry``, then move on to
+    the next ranked route. ``False``: one call to the first route; its error is raised."""
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    """Retries of one route (backoff, jitter, ``Retry-After``) before the next route."""
+    sleep: Callable[[float], None] = time.sleep
+    """How sync retries wait."""
+    asleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    """How async retries wait."""
     max_attempts: int | None = Field(default=None, gt=0)
     """Most routes tried per request (``None``: all ranked)."""
     clock: Callable[[], float] = time.perf_counter
@@ -278,24 +295,25 @@ class RouterRunnable(OscarRunnable[Any, Any]):
         return RoutePlan.start(
             self._live.engine,
             self.build_request(input, config),
+            breakers=self._breaker,
+            retry=self.retry,
             failover=self.failover,
             max_attempts=self.max_attempts,
             clock=self.clock,
         )
 
-    # -- calling (sync, async and stream drive one RoutePlan) --------------------------
+    # -- calling: sync, async and stream drive one RoutePlan (the failover core) --------
     def _cfg(self, config: RunnableConfig, run_manager: Any, attempt: Attempt) -> RunnableConfig:
         return child_config(
             config,
             run_manager,
             tag=f"route:{attempt.name}",
-            metadata={"oscar.route": attempt.name, "oscar.route.attempt": attempt.index},
+            metadata={"oscar.route": attempt.name, "oscar.route.attempt": attempt.number},
         )
 
     def _finish(self, plan: RoutePlan, run_id: UUID) -> Any:
-        """The answer with its decision in ``response_metadata``, or the plan's error."""
-        if plan.final is None:
-            raise plan.error()
+        """The answer with its decision in ``response_metadata``; remember the run."""
+        assert plan.final is not None, "the plan has an answer"
         runs = self._live.runs
         if runs is not None:  # only a learning selector can use feedback
             with self._live.lock:
@@ -308,36 +326,26 @@ class RouterRunnable(OscarRunnable[Any, Any]):
         self, input: Any, run_manager: CallbackManagerForChainRun, config: RunnableConfig
     ) -> Any:
         plan = self._plan(input, config)
-        for attempt in plan:
-            call, breaker = attempt.candidate.route.runnable.invoke, self._breaker(attempt.name)
-            child = self._cfg(config, run_manager, attempt)
-            try:
-                output = breaker.call(call, input, child) if breaker else call(input, child)
-            except Exception as exc:  # noqa: BLE001 - the plan re-raises what must not move on
-                plan.fail(attempt, exc)
-            else:
-                plan.succeed(attempt, output)
-        if traced(run_manager):
-            annotate_run(run_manager, plan.attributes())
+        try:
+            with closing(plan):
+                calls = RouteCalls(self, plan, input, run_manager, config)
+                plan.succeed(run_plan(plan, calls.invoke, self.sleep))
+        finally:
+            if traced(run_manager):
+                annotate_run(run_manager, plan.attributes())
         return self._finish(plan, run_manager.run_id)
 
     async def _ainvoke(
         self, input: Any, run_manager: AsyncCallbackManagerForChainRun, config: RunnableConfig
     ) -> Any:
         plan = self._plan(input, config)
-        for attempt in plan:
-            call, breaker = attempt.candidate.route.runnable.ainvoke, self._breaker(attempt.name)
-            child = self._cfg(config, run_manager, attempt)
-            try:
-                output = await (
-                    breaker.acall(call, input, child) if breaker else call(input, child)
-                )
-            except Exception as exc:  # noqa: BLE001 - the plan re-raises what must not move on
-                plan.fail(attempt, exc)
-            else:
-                plan.succeed(attempt, output)
-        if traced(run_manager):
-            await aannotate_run(run_manager, plan.attributes())
+        try:
+            with closing(plan):
+                calls = RouteCalls(self, plan, input, run_manager, config)
+                plan.succeed(await arun_plan(plan, calls.ainvoke, self.asleep))
+        finally:
+            if traced(run_manager):
+                await aannotate_run(run_manager, plan.attributes())
         return self._finish(plan, run_manager.run_id)
 
     def _stream(

@@ -1,8 +1,14 @@
-"""Streaming through :class:`~oscar_langchain.routing.router.RouterRunnable`.
+"""Streaming through :class:`~oscar_langchain.routing.router.RouterRunnable`, and its calls.
+
+:class:`RouteCalls` is how one request calls a route (invoke, ainvoke, or a stream up
+to its first chunk); ``invoke`` and the streams below hand its methods to the failover
+core's drivers.
 
 Both paths drive the same :class:`~oscar_langchain.routing.plan.RoutePlan` as
-``invoke``. Until a route yields its first chunk, a failure is an ordinary failed
-attempt and the stream moves on to the next ranked route, invisibly to the consumer.
+``invoke``, through the failover core's drivers with the breaker permit held until
+the stream ends. Until a route yields its first chunk, a failure is an ordinary
+failed attempt (retried, or failed over to the next ranked route), invisibly to the
+consumer.
 After it, a failure gives the route's booking back, counts against its breaker and
 is raised (the chunks already handed out cannot be taken back). The first chunk
 carries the decision in ``response_metadata["oscar_route"]``; the time to it feeds
@@ -12,24 +18,26 @@ booking and the breaker permit back uncounted.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Iterator
+from contextlib import closing
 from typing import TYPE_CHECKING, Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForChainRun, CallbackManagerForChainRun
 from langchain_core.messages import BaseMessage
-from langchain_core.runnables import RunnableConfig
+from langchain_core.runnables import Runnable, RunnableConfig
 
 from oscar_langchain._runnable import aannotate_run, annotate_run
+from oscar_langchain.failover_plan import Answer, Attempt, arun_plan, asettle, run_plan, settle
 from oscar_langchain.routing.decision import RouteDecision
-from oscar_langchain.routing.plan import Attempt, RoutePlan
+from oscar_langchain.routing.plan import RoutePlan
 
 if TYPE_CHECKING:
     from oscar_langchain.routing.router import RouterRunnable
 
-__all__ = ["astream_routed", "stream_routed", "traced", "with_route_metadata"]
+__all__ = ["END", "RouteCalls", "astream_routed", "stream_routed", "traced", "with_route_metadata"]
 
-_END: Any = object()
+END: Any = object()
+"""What :meth:`RouteCalls.stream` gives as the first chunk of an empty stream."""
 
 
 def traced(run_manager: CallbackManagerForChainRun | AsyncCallbackManagerForChainRun) -> bool:
@@ -45,19 +53,66 @@ def with_route_metadata(output: Any, decision: RouteDecision) -> Any:
     return output
 
 
+class RouteCalls:
+    """How one request calls the route of an attempt: invoke, or stream to a first chunk.
+
+    The failover core's drivers call these with each :class:`Attempt`; a call's
+    exception is the attempt's failure.
+    """
+
+    __slots__ = ("config", "input", "plan", "router", "run_manager")
+
+    def __init__(
+        self,
+        router: RouterRunnable,
+        plan: RoutePlan,
+        input: Any,
+        run_manager: CallbackManagerForChainRun | AsyncCallbackManagerForChainRun,
+        config: RunnableConfig,
+    ) -> None:
+        self.router, self.plan, self.input = router, plan, input
+        self.run_manager, self.config = run_manager, config
+
+    def _target(self, attempt: Attempt) -> tuple[Runnable[Any, Any], RunnableConfig]:
+        runnable = self.plan.candidates[attempt.index].route.runnable
+        return runnable, self.router._cfg(self.config, self.run_manager, attempt)
+
+    def invoke(self, attempt: Attempt) -> Any:
+        """The route's answer."""
+        runnable, child = self._target(attempt)
+        return runnable.invoke(self.input, child)
+
+    async def ainvoke(self, attempt: Attempt) -> Any:
+        """The route's answer, awaited."""
+        runnable, child = self._target(attempt)
+        return await runnable.ainvoke(self.input, child)
+
+    def stream(self, attempt: Attempt) -> tuple[Iterator[Any], Any]:
+        """The route's stream and its first chunk (:data:`END` if it is empty)."""
+        runnable, child = self._target(attempt)
+        chunks = iter(runnable.stream(self.input, child))
+        return chunks, next(chunks, END)
+
+    async def astream(self, attempt: Attempt) -> tuple[AsyncIterator[Any], Any]:
+        """Async form of :meth:`stream`."""
+        runnable, child = self._target(attempt)
+        chunks = runnable.astream(self.input, child).__aiter__()
+        return chunks, await anext(chunks, END)
+
+
 def _merge(merged: Any, chunk: Any) -> Any:
     if isinstance(merged, BaseMessage) and isinstance(chunk, BaseMessage):
         return merged + chunk  # type: ignore[operator]
     return chunk if merged is None else merged
 
 
-class _Answer:
+class _Streamed:
     """The route whose stream produced its first chunk: tag it, merge, settle."""
 
-    def __init__(self, router: RouterRunnable, plan: RoutePlan, attempt: Attempt) -> None:
-        self.router, self.plan, self.attempt = router, plan, attempt
-        self.ttft = router.clock() - attempt.started
-        self.shown = plan.shown(attempt)
+    def __init__(self, router: RouterRunnable, plan: RoutePlan, answer: Answer[Any]) -> None:
+        self.router, self.plan, self.answer = router, plan, answer
+        self.ttft = plan.clock() - answer.started
+        self.shown = plan.shown(answer.attempt)
         self.merged: Any = None
 
     def tag(self, chunk: Any) -> Any:
@@ -68,36 +123,8 @@ class _Answer:
 
     def done(self, run_manager: Any) -> None:
         """Settle the booking with the merged output's usage; remember the run."""
-        self.plan.succeed(self.attempt, self.merged, ttft=self.ttft)
+        self.plan.succeed(self.answer, self.merged, ttft=self.ttft)
         self.router._finish(self.plan, run_manager.run_id)
-
-
-def _open(
-    router: RouterRunnable,
-    plan: RoutePlan,
-    attempt: Attempt,
-    input: Any,
-    child: RunnableConfig,
-) -> tuple[Any, Iterator[Any], Any] | None:
-    """Start ``attempt``'s stream up to its first chunk (``None``: it failed, move on)."""
-    breaker, permit = router._breaker(attempt.name), None
-    try:
-        permit = breaker.acquire() if breaker is not None else None
-        chunks = iter(attempt.candidate.route.runnable.stream(input, child))
-        return permit, chunks, next(chunks, _END)
-    except BaseException as exc:  # noqa: BLE001 - _not_opened re-raises what must not move on
-        if permit is not None:
-            breaker.report(permit, exc)
-        _not_opened(plan, attempt, exc)
-        return None
-
-
-def _not_opened(plan: RoutePlan, attempt: Attempt, exc: BaseException) -> None:
-    """A stream failed before its first chunk: record it and move on, or raise."""
-    if not isinstance(exc, Exception):  # cancelled, interrupted
-        plan.cancel(attempt)
-        raise exc
-    plan.fail(attempt, exc)
 
 
 def stream_routed(
@@ -108,56 +135,29 @@ def stream_routed(
 ) -> Iterator[Any]:
     """The sync stream of ``router`` (see the module docstring)."""
     plan = router._plan(input, config)
-    for attempt in plan:
-        opened = _open(router, plan, attempt, input, router._cfg(config, run_manager, attempt))
-        if opened is None:
-            continue
-        permit, chunks, chunk = opened
-        breaker = router._breaker(attempt.name)
-        answer = _Answer(router, plan, attempt)
-        if traced(run_manager):
-            annotate_run(run_manager, answer.shown.attributes())
+    with closing(plan):
+        calls = RouteCalls(router, plan, input, run_manager, config)
         try:
-            while chunk is not _END:
-                yield answer.tag(chunk)
-                chunk = next(chunks, _END)
-        except BaseException as exc:
-            if breaker is not None:
-                breaker.report(permit, exc)
-            _ended_early(plan, attempt, exc)
+            answer = run_plan(plan, calls.stream, router.sleep, hold=True)
+        except BaseException:
+            if traced(run_manager):
+                annotate_run(run_manager, plan.attributes())
             raise
-        if breaker is not None:
-            breaker.report(permit)
-        answer.done(run_manager)
-        return
-    raise plan.error()
-
-
-def _ended_early(plan: RoutePlan, attempt: Attempt, exc: BaseException) -> None:
-    if isinstance(exc, Exception):
-        plan.abort(attempt, exc)
-    else:
-        plan.cancel(attempt)
-
-
-async def _aopen(
-    router: RouterRunnable,
-    plan: RoutePlan,
-    attempt: Attempt,
-    input: Any,
-    child: RunnableConfig,
-) -> tuple[Any, AsyncIterator[Any], Any] | None:
-    """Async form of :func:`_open`."""
-    breaker, permit = router._breaker(attempt.name), None
-    try:
-        permit = await breaker.aacquire() if breaker is not None else None
-        chunks = attempt.candidate.route.runnable.astream(input, child).__aiter__()
-        return permit, chunks, await anext(chunks, _END)
-    except BaseException as exc:  # noqa: BLE001 - _not_opened re-raises what must not move on
-        if permit is not None:
-            await breaker.areport(permit, exc)
-        _not_opened(plan, attempt, exc)
-        return None
+        chunks, chunk = answer.output
+        streamed = _Streamed(router, plan, answer)
+        if traced(run_manager):
+            annotate_run(run_manager, streamed.shown.attributes())
+        try:
+            while chunk is not END:
+                yield streamed.tag(chunk)
+                chunk = next(chunks, END)
+        except BaseException as exc:  # failed mid-stream, or the consumer stopped
+            settle(answer, exc)
+            if isinstance(exc, Exception):
+                plan.abort(answer, exc)
+            raise
+        settle(answer)
+        streamed.done(run_manager)
 
 
 async def astream_routed(
@@ -168,32 +168,29 @@ async def astream_routed(
 ) -> AsyncIterator[Any]:
     """The async stream of ``router`` (see the module docstring)."""
     plan = router._plan(input, config)
-    for attempt in plan:
-        child = router._cfg(config, run_manager, attempt)
-        opened = await _aopen(router, plan, attempt, input, child)
-        if opened is None:
-            continue
-        permit, chunks, chunk = opened
-        breaker = router._breaker(attempt.name)
-        answer = _Answer(router, plan, attempt)
-        if traced(run_manager):
-            await aannotate_run(run_manager, answer.shown.attributes())
+    with closing(plan):
+        calls = RouteCalls(router, plan, input, run_manager, config)
         try:
-            while chunk is not _END:
-                yield answer.tag(chunk)
-                chunk = await anext(chunks, _END)
+            answer = await arun_plan(plan, calls.astream, router.asleep, hold=True)
+        except BaseException:
+            if traced(run_manager):
+                await aannotate_run(run_manager, plan.attributes())
+            raise
+        chunks, chunk = answer.output
+        streamed = _Streamed(router, plan, answer)
+        if traced(run_manager):
+            await aannotate_run(run_manager, streamed.shown.attributes())
+        try:
+            while chunk is not END:
+                yield streamed.tag(chunk)
+                chunk = await anext(chunks, END)
         except GeneratorExit as exc:  # aclose(): report without awaiting
-            if breaker is not None:
-                breaker.report(permit, exc)
-            plan.cancel(attempt)
+            settle(answer, exc)
             raise
-        except (Exception, asyncio.CancelledError) as exc:
-            if breaker is not None:
-                await breaker.areport(permit, exc)
-            _ended_early(plan, attempt, exc)
+        except BaseException as exc:  # failed mid-stream, or cancelled
+            await asettle(answer, exc)
+            if isinstance(exc, Exception):
+                plan.abort(answer, exc)
             raise
-        if breaker is not None:
-            await breaker.areport(permit)
-        answer.done(run_manager)
-        return
-    raise plan.error()
+        await asettle(answer)
+        streamed.done(run_manager)

@@ -6,13 +6,14 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.language_models import GenericFakeChatModel
 from langchain_core.messages import AIMessageChunk
 from langchain_core.runnables import RunnableGenerator, RunnableLambda
 
 from oscar_langchain.breaker_store import InMemoryBreakerStore
 from oscar_langchain.circuit_breaker import CircuitBreaker
-from oscar_langchain.errors import FailoverError
+from oscar_langchain.errors import FailoverError, RouterError
 from oscar_langchain.routing import Cheapest, MemoryLimitStore, Route
 from oscar_langchain.routing.router import RouterRunnable
 
@@ -39,16 +40,21 @@ async def _acut(inputs: AsyncIterator[Any]) -> AsyncIterator[AIMessageChunk]:
     raise ConnectionError("connection reset mid-stream")
 
 
+async def _asleep(seconds: float) -> None:
+    return None
+
+
 def chat(text: str) -> GenericFakeChatModel:
     return GenericFakeChatModel(messages=iter([text] * 3))
 
 
 def router(*runnables: Any, **kw: Any) -> RouterRunnable:
     routes = [
-        Route(name=f"r{i}", runnable=r, input_price=float(i + 1))
-        for i, r in enumerate(runnables)
+        Route(name=f"r{i}", runnable=r, input_price=float(i + 1)) for i, r in enumerate(runnables)
     ]
     kw.setdefault("limits", MemoryLimitStore(clock=lambda: 0.0))
+    kw.setdefault("sleep", lambda seconds: None)  # retries never really sleep here
+    kw.setdefault("asleep", _asleep)
     return RouterRunnable(
         routes=routes, selector=Cheapest(), token_counter=lambda m: 5, complexity=None, **kw
     )
@@ -70,10 +76,11 @@ async def test_astream_fails_over_before_first_chunk_and_tags_it():
     chunks = [c async for c in r.astream("hi")]
     assert "".join(c.content for c in chunks) == "hello there"
     meta = chunks[0].response_metadata["oscar_route"]
-    assert meta["chosen"] == "r1" and meta["attempts"] == [["r0", "timeout"], ["r1", "ok"]]
+    assert meta["chosen"] == "r1"
+    assert meta["attempts"] == [["r0", "timeout"], ["r0", "timeout"], ["r1", "ok"]]
     stats = r.engine.by_name["r1"].stats
     assert stats.ttft is not None and stats.successes == 1
-    assert r.engine.by_name["r0"].stats.failures == 1
+    assert r.engine.by_name["r0"].stats.failures == 2
     assert in_flight(r) == {"r0": 0, "r1": 0}
 
 
@@ -135,7 +142,7 @@ async def test_stream_errors_that_do_not_move_on_and_exhaustion(use_async):
     r = router(RunnableLambda(_down), RunnableLambda(_down))
     with pytest.raises(FailoverError) as info:
         await collect(r, use_async)
-    assert [a.candidate for a in info.value.attempts] == ["r0", "r1"]
+    assert [a.candidate for a in info.value.attempts] == ["r0", "r0", "r1", "r1"]
 
 
 def test_forced_open_and_already_open_breakers_are_filtered():
@@ -148,3 +155,37 @@ def test_forced_open_and_already_open_breakers_are_filtered():
     assert r.invoke("hi").content == "from r2"
     forced.reset()
     assert r.decide("hi").chosen == "r0"
+
+
+class _RefusingStore(MemoryLimitStore):
+    """Reports room, then refuses the booking: another caller took the last slot."""
+
+    def try_acquire(self, route: Any, *, tokens: int, cost: float) -> Any:
+        return f"{route.name} taken meanwhile"
+
+
+class _Events(BaseCallbackHandler):
+    def __init__(self) -> None:
+        self.annotations: list[dict[str, Any]] = []
+
+    def on_custom_event(self, name: str, data: Any, *, run_id: Any, **kw: Any) -> None:
+        self.annotations.append(dict(data))
+
+
+@pytest.mark.parametrize("how", ["invoke", "ainvoke", "stream", "astream"])
+async def test_no_booking_left_is_a_router_error_and_failures_are_annotated(how):
+    r = router(chat("a"), chat("b"), limits=_RefusingStore())
+    events = _Events()
+    config = {"callbacks": [events]}
+    with pytest.raises(RouterError) as info:
+        if how == "invoke":
+            r.invoke("hi", config)
+        elif how == "ainvoke":
+            await r.ainvoke("hi", config)
+        elif how == "stream":
+            list(r.stream("hi", config))
+        else:
+            [c async for c in r.astream("hi", config)]
+    assert info.value.rejections == {"r0": "r0 taken meanwhile", "r1": "r1 taken meanwhile"}
+    assert events.annotations[-1]["oscar.route"] == ""  # no route answered
+    assert events.annotations[-1]["oscar.route.ranking"] == "r0,r1"
