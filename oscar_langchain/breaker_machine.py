@@ -69,6 +69,9 @@ class BreakerConfig:
             by this (1.0: constant), up to ``max_open_duration``.
         max_open_duration: cap of the growing open duration.
         half_open_max_calls: probe calls HALF_OPEN admits (cluster-wide with Redis).
+        probe_timeout: seconds a probe permit lasts; a probe that has not reported by
+            then (its process died, or it hangs) frees its slot for another probe, and
+            its late outcome is dropped. ``None``: probes never expire.
 
     Example:
         >>> BreakerConfig(window="time", window_size=60).time_buckets
@@ -90,6 +93,7 @@ class BreakerConfig:
     open_duration_multiplier: float = 1.0
     max_open_duration: float = 600.0
     half_open_max_calls: int = 1
+    probe_timeout: float | None = 120.0
 
     def __post_init__(self) -> None:
         if self.window not in ("count", "time"):
@@ -113,6 +117,8 @@ class BreakerConfig:
             raise ConfigurationError("open_duration_multiplier", "must be >= 1")
         if self.max_open_duration < self.open_duration:
             raise ConfigurationError("max_open_duration", "must be >= open_duration")
+        if self.probe_timeout is not None and self.probe_timeout <= 0:
+            raise ConfigurationError("probe_timeout", "must be > 0 or None")
 
     def new_window(self) -> Window:
         """An empty window of the configured kind."""
@@ -146,6 +152,8 @@ class Admission:
     probe: bool = False
     retry_after: float | None = None
     transitions: tuple[Transition, ...] = ()
+    lease: float | None = None
+    """A probe's expiry time (``None``: not a probe, or probes never expire)."""
 
 
 class BreakerMachine:
@@ -160,26 +168,33 @@ class BreakerMachine:
         self.generation = 0
         self.probes_admitted = 0
         self.probe_calls = self.probe_failures = self.probe_slow = 0
+        self.probe_leases: list[float | None] = []
+        """Expiry of each probe admitted and not reported yet."""
+        self._free: Admission | None = None  # the admission of CLOSED/DISABLED, reused
 
     # -- decisions ---------------------------------------------------------------
     def acquire(self, now: float) -> Admission:
         """Admit a call or reject it (moving OPEN to HALF_OPEN when the time has come)."""
-        moved: list[Transition] = []
-        if (
-            self.state is CircuitState.OPEN
-            and self.open_until is not None
-            and now >= self.open_until
-        ):
-            moved.append(self._move(CircuitState.HALF_OPEN, now, "open duration elapsed"))
         state = self.state
-        if state in (CircuitState.CLOSED, CircuitState.DISABLED):
-            return Admission(True, state, self.generation, transitions=tuple(moved))
-        if (
-            state is CircuitState.HALF_OPEN
-            and self.probes_admitted < self.config.half_open_max_calls
-        ):
-            self.probes_admitted += 1
-            return Admission(True, state, self.generation, probe=True, transitions=tuple(moved))
+        if state is CircuitState.CLOSED or state is CircuitState.DISABLED:
+            free = self._free
+            if free is None or free.generation != self.generation or free.state is not state:
+                free = self._free = Admission(True, state, self.generation)
+            return free
+        moved: list[Transition] = []
+        if state is CircuitState.OPEN and self.open_until is not None and now >= self.open_until:
+            moved.append(self._move(CircuitState.HALF_OPEN, now, "open duration elapsed"))
+            state = self.state
+        if state is CircuitState.HALF_OPEN:
+            self._expire_probes(now)
+            if self.probes_admitted < self.config.half_open_max_calls:
+                self.probes_admitted += 1
+                timeout = self.config.probe_timeout
+                lease = None if timeout is None else now + timeout
+                self.probe_leases.append(lease)
+                return Admission(
+                    True, state, self.generation, probe=True, transitions=tuple(moved), lease=lease
+                )
         return Admission(
             False,
             state,
@@ -194,19 +209,25 @@ class BreakerMachine:
         """Count the outcome of an admitted call; return the transitions it caused.
 
         Outcomes of calls admitted before the last transition (another generation)
-        are dropped: they describe a state that no longer holds.
+        are dropped: they describe a state that no longer holds. So are those of
+        probes whose lease expired (another probe took their place).
         """
         if permit.generation != self.generation or self.state is CircuitState.DISABLED:
             return []
         limit = self.config.slow_call_duration
         slow = limit is not None and duration >= limit
         if self.state is CircuitState.CLOSED:
-            self.window.record(now, failed=failed, slow=slow)
-            counts = self.window.counts(now)
-            if self._breached(counts, self.config.minimum_calls):
+            window = self.window
+            window.record(now, failed=failed, slow=slow)
+            calls, config = window.calls, self.config
+            if calls >= config.minimum_calls and (
+                window.failures / calls >= config.failure_rate_threshold
+                or window.slow / calls >= config.slow_call_rate_threshold
+            ):
+                counts = WindowCounts(calls, window.failures, window.slow)
                 return [self._trip(now, self._reason(counts))]
             return []
-        if self.state is CircuitState.HALF_OPEN and permit.probe:
+        if self.state is CircuitState.HALF_OPEN and permit.probe and self._take(permit.lease):
             self.probe_calls += 1
             self.probe_failures += int(failed)
             self.probe_slow += int(slow)
@@ -224,6 +245,7 @@ class BreakerMachine:
             permit.probe
             and permit.generation == self.generation
             and self.state is CircuitState.HALF_OPEN
+            and self._take(permit.lease)
         ):
             self.probes_admitted = max(0, self.probes_admitted - 1)
 
@@ -237,9 +259,19 @@ class BreakerMachine:
 
     # -- reading -----------------------------------------------------------------
     def retry_after(self, now: float) -> float | None:
-        """Seconds until the next probe may be admitted (``None`` when not timed)."""
+        """Seconds until the next probe may be admitted (``None`` when not timed).
+
+        OPEN: until the open duration ends. HALF_OPEN with every probe slot taken:
+        until the first probe lease expires (``None`` if probes never expire).
+        """
         if self.state is CircuitState.OPEN and self.open_until is not None:
             return max(0.0, self.open_until - now)
+        if (
+            self.state is CircuitState.HALF_OPEN
+            and self.probes_admitted >= self.config.half_open_max_calls
+        ):
+            leases = [lease for lease in self.probe_leases if lease is not None]
+            return max(0.0, min(leases) - now) if leases else None
         return None
 
     def counts(self, now: float) -> WindowCounts:
@@ -247,6 +279,22 @@ class BreakerMachine:
         return self.window.counts(now)
 
     # -- internals ---------------------------------------------------------------
+    def _expire_probes(self, now: float) -> None:
+        """Free the slots of probes whose lease ran out (their outcomes will be dropped)."""
+        leases = self.probe_leases
+        if leases and any(lease is not None and lease <= now for lease in leases):
+            kept = [lease for lease in leases if lease is None or lease > now]
+            self.probes_admitted = max(0, self.probes_admitted - (len(leases) - len(kept)))
+            self.probe_leases = kept
+
+    def _take(self, lease: float | None) -> bool:
+        """Remove a reporting probe's lease; ``False`` if it expired and was reclaimed."""
+        try:
+            self.probe_leases.remove(lease)
+        except ValueError:
+            return False
+        return True
+
     def _breached(self, counts: WindowCounts, minimum: int) -> bool:
         if counts.calls < minimum:
             return False
@@ -272,6 +320,7 @@ class BreakerMachine:
         self.state = target
         self.generation += 1
         self.probes_admitted = self.probe_calls = self.probe_failures = self.probe_slow = 0
+        self.probe_leases = []
         self.open_until = None
         if target in (CircuitState.CLOSED, CircuitState.DISABLED):
             self.window.reset()
@@ -293,6 +342,7 @@ class BreakerMachine:
                 self.probe_failures,
                 self.probe_slow,
             ],
+            "leases": self.probe_leases,
             "window": self.window.to_dict(),
         }
         return json.dumps(data, separators=(",", ":"))
@@ -312,5 +362,9 @@ class BreakerMachine:
             machine.probe_failures,
             machine.probe_slow,
         ) = (int(x) for x in data["probes"])
+        leases = data.get("leases")
+        if leases is None:  # written before probe leases: let outstanding probes expire now
+            leases = [0.0] * max(0, machine.probes_admitted - machine.probe_calls)
+        machine.probe_leases = [None if x is None else float(x) for x in leases]
         machine.window.load(data["window"])
         return machine

@@ -107,6 +107,10 @@ class InMemoryBreakerStore:
 
     def update(self, name: str, config: BreakerConfig, change: Callable[[BreakerMachine], R]) -> R:
         """Apply ``change`` under breaker ``name``'s lock (held for the change only)."""
+        machine = self._machines.get(name)  # fast path: a dict read is atomic
+        if machine is not None and machine.config is config:
+            with self._locks[name]:
+                return change(machine)
         lock, machine = self._slot(name, config)
         with lock:
             return change(machine)

@@ -62,14 +62,18 @@ class CountWindow:
 
     def record(self, now: float, *, failed: bool, slow: bool) -> None:
         """Add one call (``now`` is unused: the window is counted in calls)."""
-        old = self.ring[self.pos]
+        pos = self.pos
+        old = self.ring[pos]
+        if old == _CALL and not (failed or slow):  # a success replacing a success
+            self.pos = (pos + 1) % self.size
+            return
         if old:
             self.calls -= 1
             self.failures -= (old & _FAILED) >> 1
             self.slow -= (old & _SLOW) >> 2
         code = _code(failed, slow)
-        self.ring[self.pos] = code
-        self.pos = (self.pos + 1) % self.size
+        self.ring[pos] = code
+        self.pos = (pos + 1) % self.size
         self.calls += 1
         self.failures += (code & _FAILED) >> 1
         self.slow += (code & _SLOW) >> 2

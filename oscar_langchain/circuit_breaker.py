@@ -45,7 +45,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
 from types import TracebackType
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, NamedTuple, TypeVar
 
 from oscar_langchain.breaker_machine import (
     Admission,
@@ -124,12 +124,13 @@ class BreakerSnapshot:
         return data
 
 
-@dataclass(frozen=True)
-class Permit:
+class Permit(NamedTuple):
     """Leave to make one call, handed out by :meth:`CircuitBreaker.acquire`."""
 
     admission: Admission
+    """The machine's admission (its generation, and its lease for a probe)."""
     started: float
+    """The breaker's clock when the permit was given."""
 
 
 _ACTIVE: contextvars.ContextVar[tuple[Permit, ...]] = contextvars.ContextVar(
@@ -218,6 +219,13 @@ class CircuitBreaker:
 
     # -- permits -----------------------------------------------------------------
     def _admit(self, admission: Admission, now: float) -> Permit:
+        if (
+            admission.admitted
+            and not admission.transitions
+            and self.store.degraded == self._degraded_seen
+        ):  # the common case: nothing to tell anyone
+            self.last_state = admission.state
+            return Permit(admission, now)
         events = self._events(admission.transitions)
         self.last_state = admission.state
         if not admission.admitted:
@@ -253,15 +261,18 @@ class CircuitBreaker:
         failed = exc is not None
         return lambda m: m.record(now, permit.admission, failed=failed, duration=duration)
 
+    def _reported(self, transitions: list[Transition] | None) -> None:
+        if transitions or self.store.degraded != self._degraded_seen:
+            self._emit(self._events(transitions or []))
+
     def report(self, permit: Permit, exc: BaseException | None = None) -> None:
         """Report how a permitted call ended (``exc=None`` for success)."""
-        transitions = self.store.update(self.name, self.config, self._outcome(permit, exc))
-        self._emit(self._events(transitions or []))
+        self._reported(self.store.update(self.name, self.config, self._outcome(permit, exc)))
 
     async def areport(self, permit: Permit, exc: BaseException | None = None) -> None:
         """Async form of :meth:`report`."""
-        transitions = await self.store.aupdate(self.name, self.config, self._outcome(permit, exc))
-        self._emit(self._events(transitions or []))
+        outcome = self._outcome(permit, exc)
+        self._reported(await self.store.aupdate(self.name, self.config, outcome))
 
     # -- guarded calls -----------------------------------------------------------
     def call(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:

@@ -39,7 +39,7 @@ import contextvars
 import importlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
-from functools import partial
+from functools import cached_property, partial
 from typing import Any, Literal
 
 from langchain_core.callbacks import (
@@ -49,7 +49,7 @@ from langchain_core.callbacks import (
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, convert_to_messages
 from langchain_core.prompt_values import PromptValue
 from langchain_core.runnables import Runnable, RunnableConfig
-from pydantic import ConfigDict, Field, PrivateAttr
+from pydantic import ConfigDict, Field
 
 from oscar_langchain._runnable import OscarRunnable, aannotate_run, annotate_run, child_config
 from oscar_langchain.breaker_machine import BreakerConfig
@@ -108,6 +108,21 @@ def _text(value: Any) -> str:
     return str(value)
 
 
+class _Lineup:
+    """The candidates' names, breakers, context windows and child-run tags, built once."""
+
+    __slots__ = ("breakers", "clock", "names", "tags", "windows")
+
+    def __init__(
+        self, names: list[str], breakers: list[CircuitBreaker], windows: list[int | None]
+    ) -> None:
+        self.names = names
+        self.breakers = breakers
+        self.windows = windows
+        self.tags = [f"oscar.candidate:{name}" for name in names]
+        self.clock = breakers[0].clock
+
+
 class FailoverRunnable(OscarRunnable[Any, Any]):
     """Ordered candidates, each behind its own circuit breaker (see the module doc).
 
@@ -150,12 +165,6 @@ class FailoverRunnable(OscarRunnable[Any, Any]):
     asleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     """How async retries wait."""
 
-    _names: list[str] = PrivateAttr(default_factory=list)
-    _breakers: list[CircuitBreaker] = PrivateAttr(default_factory=list)
-    _windows: list[int | None] = PrivateAttr(default_factory=list)
-    _tags: list[str] = PrivateAttr(default_factory=list)
-    _clock: Callable[[], float] = PrivateAttr(default=time.monotonic)
-
     def model_post_init(self, context: Any, /) -> None:
         """Check the arguments and build one breaker per candidate."""
         if not self.candidates:
@@ -166,9 +175,15 @@ class FailoverRunnable(OscarRunnable[Any, Any]):
             raise ConfigurationError("attempt_timeout", "must be > 0 or None")
         if self.breaker_store is not None and not isinstance(self.breaker_store, BreakerStore):
             raise ConfigurationError("breaker_store", "must implement BreakerStore")
+        _ = self._lineup  # build the breakers now
+
+    # A cached property, not a PrivateAttr: pydantic serves private attributes through
+    # __getattr__ (a failed lookup first), which costs microseconds on every access.
+    @cached_property
+    def _lineup(self) -> _Lineup:
         raw = self.names or [_candidate_name(c, i) for i, c in enumerate(self.candidates)]
-        self._names = _unique(raw)
-        self._breakers = [
+        names = _unique(raw)
+        breakers = [
             CircuitBreaker(
                 name,
                 self.breaker_config,
@@ -176,11 +191,25 @@ class FailoverRunnable(OscarRunnable[Any, Any]):
                 clock=self.clock,
                 listeners=self.breaker_listeners,
             )
-            for name in self._names
+            for name in names
         ]
-        self._windows = [self._window(i) for i in range(len(self.candidates))]
-        self._tags = [f"oscar.candidate:{name}" for name in self._names]
-        self._clock = self._breakers[0].clock
+        windows = [
+            self._window(name, c, i)
+            for i, (name, c) in enumerate(zip(names, self.candidates, strict=True))
+        ]
+        return _Lineup(names, breakers, windows)
+
+    @property
+    def _names(self) -> list[str]:
+        return self._lineup.names
+
+    @property
+    def _breakers(self) -> list[CircuitBreaker]:
+        return self._lineup.breakers
+
+    @property
+    def _windows(self) -> list[int | None]:
+        return self._lineup.windows
 
     @property
     def breakers(self) -> dict[str, CircuitBreaker]:
@@ -191,8 +220,7 @@ class FailoverRunnable(OscarRunnable[Any, Any]):
         """Each candidate's breaker snapshot, by candidate name, in order."""
         return {name: b.snapshot().to_dict() for name, b in self.breakers.items()}
 
-    def _window(self, index: int) -> int | None:
-        name = self._names[index]
+    def _window(self, name: str, candidate: Runnable[Any, Any], index: int) -> int | None:
         if name in self.context_windows:
             return self.context_windows[name]
         registry = self.registry
@@ -201,19 +229,20 @@ class FailoverRunnable(OscarRunnable[Any, Any]):
                 registry = importlib.import_module("oscar_langchain.models").default_registry()
             except ImportError:
                 return None
-        model = _candidate_name(self.candidates[index], index)
+        model = _candidate_name(candidate, index)
         try:
             return int(registry.get(model).context_window)
         except UnknownModelError:
             return None
 
     def _plan(self) -> FailoverPlan:
+        lineup = self._lineup
         return FailoverPlan(
-            self._names,
-            breakers=self._breakers,
-            windows=self._windows,
+            lineup.names,
+            breakers=lineup.breakers,
+            windows=lineup.windows,
             retry=self.retry,
-            clock=self._clock,
+            clock=lineup.clock,
         )
 
     def _config(
@@ -224,7 +253,9 @@ class FailoverRunnable(OscarRunnable[Any, Any]):
     ) -> RunnableConfig:
         """The attempt's child config: tagged and with metadata naming candidate and attempt."""
         meta = {"oscar.candidate": attempt.name, "oscar.attempt": attempt.number}
-        return child_config(config, run_manager, tag=self._tags[attempt.index], metadata=meta)
+        return child_config(
+            config, run_manager, tag=self._lineup.tags[attempt.index], metadata=meta
+        )
 
     def _finish(
         self,
@@ -237,16 +268,19 @@ class FailoverRunnable(OscarRunnable[Any, Any]):
         A message output gets the route in a copy of its ``response_metadata``.
         """
         output, attempt = answer.output, answer.attempt
+        message, traced = isinstance(output, BaseMessage), _traced(run_manager)
+        if not (message or traced):
+            return output, None  # nobody to tell: skip the route record altogether
         meta = plan.metadata(attempt)
-        if isinstance(output, BaseMessage):
+        if message:
             merged = {**output.response_metadata, **meta}
             output = output.model_copy(update={"response_metadata": merged})
-        if not _traced(run_manager):
+        if not traced:
             return output, None
         return output, {
             "oscar.route": " > ".join(plan.route.tried),
             "oscar.candidate": attempt.name,
-            "oscar.breaker.state": self._breakers[attempt.index].last_state.value,
+            "oscar.breaker.state": self._lineup.breakers[attempt.index].last_state.value,
             "oscar.attempts": meta["oscar.attempts"],
         }
 

@@ -129,11 +129,12 @@ class FailoverPlan:
         "_index",
         "_moves_on",
         "_pending",
+        "_route",
+        "_windows",
         "breakers",
         "clock",
         "names",
         "retry",
-        "route",
         "skipped",
     )
 
@@ -151,7 +152,8 @@ class FailoverPlan:
         unguarded = (None,) * len(names)
         self.names = names
         self.breakers: Sequence[CircuitBreaker | None] = unguarded if breakers is None else breakers
-        self.route = FailoverRoute(names, unguarded if windows is None else windows)
+        self._windows = unguarded if windows is None else windows
+        self._route: FailoverRoute | None = None  # made on first use: the happy path needs none
         self.retry = _ONCE if retry is None else retry
         self.clock = clock
         self.skipped: dict[str, str] = {}
@@ -160,17 +162,24 @@ class FailoverPlan:
         self._index = 0
         self._pending: Attempt | None = None
 
+    @property
+    def route(self) -> FailoverRoute:
+        """The record of this request: the failed attempts and the candidates tried."""
+        if self._route is None:
+            self._route = FailoverRoute(self.names, self._windows)
+        return self._route
+
     def next(self) -> Attempt | None:
         """The next attempt to make, or ``None`` when no candidate is left."""
         pending = self._pending
         if pending is not None:
             self._pending = None
             return pending
-        names = self.names
+        names, route = self.names, self._route
         while self._index < len(names):
             index = self._index
             self._index += 1
-            if not self.route.eligible(index):
+            if route is not None and not route.eligible(index):
                 continue
             if self._admit is not None:
                 reason = self._admit(index)

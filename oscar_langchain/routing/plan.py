@@ -196,7 +196,9 @@ class RoutePlan(FailoverPlan):
 
     def outcomes(self) -> tuple[tuple[str, str], ...]:
         """``(route, error kind)`` of every failed attempt so far, in order."""
-        return tuple((r.candidate, r.classification.kind.value) for r in self.route.attempts)
+        if self._route is None:  # nothing failed: the core has made no record yet
+            return ()
+        return tuple((r.candidate, r.classification.kind.value) for r in self._route.attempts)
 
     def shown(self, attempt: Attempt) -> RouteDecision:
         """The decision as it stands once ``attempt`` answers (for a stream's first chunk)."""

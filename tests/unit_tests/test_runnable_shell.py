@@ -158,3 +158,47 @@ class Plain(OscarRunnable[int, int]):
 async def test_default_stream_is_one_chunk() -> None:
     assert list(Plain().stream(2)) == [-2]
     assert [c async for c in Plain().astream(2)] == [-2]
+
+
+def _fields(manager: Any) -> tuple[Any, ...]:
+    return (
+        type(manager),
+        manager.handlers,
+        manager.inheritable_handlers,
+        manager.parent_run_id,
+        manager.tags,
+        manager.inheritable_tags,
+        manager.metadata,
+        manager.inheritable_metadata,
+    )
+
+
+async def test_child_manager_equals_get_child() -> None:
+    from langchain_core.callbacks import AsyncCallbackManager, CallbackManager
+
+    from oscar_langchain._runnable import child_manager
+
+    rec = Recorder()
+    options: dict[str, Any] = {
+        "inheritable_tags": ["outer", "shared"],
+        "inheritable_metadata": {"user": "u1", "lc_versions": {"core": "1"}},
+    }
+    sync = CallbackManager([rec], [rec], **options).on_chain_start(None, 1, name="run")
+    manager = await AsyncCallbackManager([rec], [rec], **options).on_chain_start(None, 1)
+    for run in (sync, manager):
+        for tag in (None, "attempt:1", "shared"):
+            fast, slow = child_manager(run, tag), run.get_child(tag)
+            assert _fields(fast) == _fields(slow), (type(run), tag)
+            fast.metadata["lc_versions"]["x"] = "y"  # copies, not shared with the run
+            assert "x" not in run.inheritable_metadata["lc_versions"]
+
+
+def test_child_config_keeps_lc_versions_merging_and_ensures_raw_configs() -> None:
+    wrapper, rec = make()
+    run = CallbackManagerForChainRun.get_noop_manager()
+    raw: RunnableConfig = {"metadata": {"lc_versions": {"a": "1"}}, "run_name": "outer"}
+    child = child_config(raw, run, "t", {"lc_versions": {"b": "2"}, "k": 1})
+    assert child["metadata"] == {"lc_versions": {"a": "1", "b": "2"}, "k": 1}
+    assert "run_name" not in child and child["callbacks"].parent_run_id == run.run_id
+    assert wrapper.invoke(1, {"callbacks": [rec], "run_name": "named"}) == 2
+    assert rec.by_name("named") and rec.by_name("inner")
