@@ -52,6 +52,9 @@ from oscar_langchain.routing.selectors import Ranking
 __all__ = ["RoutePlan", "moves_on"]
 
 
+_ANSWER: Any = object()  # succeed()'s default: the answer's own output
+
+
 def moves_on(verdict: ErrorClassification) -> bool:
     """Whether a failure is worth another attempt (this route again, or the next one).
 
@@ -205,14 +208,14 @@ class RoutePlan(FailoverPlan):
         return self.decision.served_by(attempt.name, (*self.outcomes(), (attempt.name, "ok")))
 
     def succeed(
-        self, answer: Answer[Any], output: Any = None, *, ttft: float | None = None
+        self, answer: Answer[Any], output: Any = _ANSWER, *, ttft: float | None = None
     ) -> None:
         """Settle the answer's booking with its real usage; the plan is then final.
 
-        ``output`` replaces ``answer.output`` (a stream's merged chunks).
+        ``output`` replaces ``answer.output`` (a stream's merged chunks, ``None`` if empty).
         """
         attempt = answer.attempt
-        output = answer.output if output is None else output
+        output = answer.output if output is _ANSWER else output
         cand = self.candidates[attempt.index]
         usage = getattr(output, "usage_metadata", None)
         held, self._held = self._held, None

@@ -189,3 +189,19 @@ async def test_no_booking_left_is_a_router_error_and_failures_are_annotated(how)
     assert info.value.rejections == {"r0": "r0 taken meanwhile", "r1": "r1 taken meanwhile"}
     assert events.annotations[-1]["oscar.route"] == ""  # no route answered
     assert events.annotations[-1]["oscar.route.ranking"] == "r0,r1"
+
+
+@pytest.mark.parametrize("use_async", [False, True])
+async def test_an_empty_stream_is_an_answer_and_settles(use_async):
+    def nothing(inputs: Iterator[Any]) -> Iterator[Any]:
+        yield from ()
+
+    async def anothing(inputs: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        for _ in ():
+            yield _
+
+    r = router(RunnableGenerator(nothing, anothing), chat("unused"))
+    assert await collect(r, use_async) == []
+    assert in_flight(r) == {"r0": 0, "r1": 0}
+    assert r.engine.by_name["r0"].stats.successes == 1
+    assert r.decide("hi").chosen == "r0"
