@@ -137,7 +137,10 @@ def _text_of(messages: list[BaseMessage] | None, input: Any) -> str:
         return str(input)
     for message in reversed(messages):
         if message.type == "human":
-            return message.text if isinstance(message.text, str) else str(message.content)
+            if isinstance(message.content, str):  # the common case: no content blocks
+                return message.content
+            text = message.text  # a property that joins the text blocks
+            return text if isinstance(text, str) else str(message.content)
     return messages[-1].text if messages else ""
 
 
