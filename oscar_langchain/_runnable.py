@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager
 from contextvars import Context, copy_context
-from typing import Any, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from langchain_core.callbacks import (
     AsyncCallbackManager,
@@ -39,7 +39,6 @@ from langchain_core.runnables.config import (
     ensure_config,
     get_async_callback_manager_for_config,
     get_callback_manager_for_config,
-    merge_configs,
 )
 from langchain_core.runnables.utils import coro_with_context
 from pydantic import ConfigDict
@@ -64,44 +63,61 @@ ANNOTATION_EVENT = "oscar.annotate"
 RunManager = CallbackManagerForChainRun | AsyncCallbackManagerForChainRun
 
 
-_ENSURED_KEYS = ("tags", "metadata", "callbacks", "recursion_limit", "configurable")
+_ENSURED_KEYS = frozenset(("tags", "metadata", "callbacks", "recursion_limit", "configurable"))
 
 
 def _metadata_copy(metadata: Mapping[str, Any]) -> dict[str, Any]:
     copied = dict(metadata)
-    versions = copied.get("lc_versions")
-    if isinstance(versions, Mapping):
-        copied["lc_versions"] = dict(versions)
+    if "lc_versions" in copied and isinstance(copied["lc_versions"], Mapping):
+        copied["lc_versions"] = dict(copied["lc_versions"])
     return copied
 
 
+def _merged(base: Mapping[str, Any], incoming: Mapping[str, Any]) -> dict[str, Any]:
+    """``incoming`` over ``base``; ``lc_versions`` accumulates, as LangChain merges it."""
+    merged = {**base, **incoming}
+    old, new = base.get("lc_versions"), incoming.get("lc_versions")
+    if isinstance(old, Mapping) and isinstance(new, Mapping):
+        merged["lc_versions"] = {**old, **new}
+    return merged
+
+
 def child_manager(
-    run_manager: RunManager, tag: str | None = None
+    run_manager: RunManager,
+    tag: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
 ) -> CallbackManager | AsyncCallbackManager:
     """``run_manager.get_child(tag)``, built directly (a third of the cost).
 
     ``get_child`` adds the inherited handlers, tags and metadata one by one; the
     result is the same (``tests/unit_tests/test_runnable_shell.py`` compares them).
-    Run managers of other types, and a tag the run already inherits, go through
-    ``get_child`` itself.
+    ``metadata`` is added to the child's (inheritable) metadata, as ``add_metadata``
+    would. Run managers of other types, a tag the run already inherits, and metadata
+    carrying ``lc_versions`` go through ``get_child`` and ``add_metadata`` themselves.
     """
     kind = type(run_manager)
     tags = run_manager.inheritable_tags
-    if (kind is not CallbackManagerForChainRun and kind is not AsyncCallbackManagerForChainRun) or (
-        tag is not None and tag in tags
+    if (
+        (kind is not CallbackManagerForChainRun and kind is not AsyncCallbackManagerForChainRun)
+        or (tag is not None and tag in tags)
+        or (metadata and "lc_versions" in metadata)
     ):
-        return run_manager.get_child(tag)
+        child = run_manager.get_child(tag)
+        if metadata:
+            child.add_metadata(dict(metadata))
+        return child
     manager = CallbackManager if kind is CallbackManagerForChainRun else AsyncCallbackManager
     handlers = run_manager.inheritable_handlers
-    metadata = run_manager.inheritable_metadata
+    inherited = run_manager.inheritable_metadata
+    merged = {**inherited, **metadata} if metadata else inherited
     return manager(
         list(handlers),
         list(handlers),
         run_manager.run_id,
         tags=[*tags] if tag is None else [*tags, tag],
         inheritable_tags=list(tags),
-        metadata=_metadata_copy(metadata),
-        inheritable_metadata=_metadata_copy(metadata),
+        metadata=_metadata_copy(merged),
+        inheritable_metadata=_metadata_copy(merged),
     )
 
 
@@ -112,7 +128,7 @@ def _with_callbacks(config: RunnableConfig, callbacks: Any) -> RunnableConfig:
     copy is enough: LangChain copies the mutable parts when the callee ensures it.
     Like ``patch_config``, the run name and id are dropped (they named the outer run).
     """
-    if not all(key in config for key in _ENSURED_KEYS):
+    if not config.keys() >= _ENSURED_KEYS:
         config = ensure_config(config)
     child = config.copy()
     child["callbacks"] = callbacks
@@ -141,9 +157,10 @@ def child_config(
 ) -> RunnableConfig:
     """Config for a runnable called from inside ``run_manager``'s run.
 
-    Equivalent to ``patch_config(config, callbacks=run_manager.get_child(tag))`` merged
-    with ``{"metadata": metadata}`` by ``merge_configs``, at a fraction of the cost
-    (those re-ensure and copy the config up to three times).
+    The child's callbacks are ``run_manager.get_child(tag)`` carrying ``metadata``,
+    so the child run (and the runs below it) have the tag and the metadata; the
+    config is a shallow copy of ``config`` (``patch_config`` + ``merge_configs`` did
+    the same at several times the cost, re-ensuring the config three times).
 
     Args:
         config: the config the outer run was called with.
@@ -151,11 +168,11 @@ def child_config(
         tag: an optional tag for the child run (e.g. ``"candidate:gpt-4o"``).
         metadata: extra metadata for the child run (e.g. the attempt number).
     """
-    child = _with_callbacks(config, child_manager(run_manager, tag))
-    if metadata:
-        if "lc_versions" in metadata:  # LangChain accumulates this key: let it merge
-            return merge_configs(child, {"metadata": dict(metadata)})
-        child["metadata"] = {**child["metadata"], **metadata}
+    child = _with_callbacks(config, child_manager(run_manager, tag, metadata))
+    own = child["metadata"]
+    if metadata and own and not own.keys().isdisjoint(metadata):
+        # the config's metadata would win over the callbacks' in the child run: override it
+        child["metadata"] = _merged(own, metadata)
     return child
 
 
@@ -196,9 +213,17 @@ class OscarRunnable(RunnableSerializable[Input, Output], Generic[Input, Output])
     ``batch``/``abatch`` come from LangChain (each input is one ``invoke`` run with
     its own run id). Streaming defaults to one chunk holding the ``_invoke`` result;
     subclasses that can stream override ``_stream``/``_astream``.
+
+    A subclass whose ``_invoke``/``_ainvoke`` pass every inner runnable a config made
+    by :func:`child_config` (never ``config`` itself, and no call without a config)
+    may set ``_explicit_child_configs = True``: invoke then hands ``_invoke`` the
+    run's own config and skips building the child config and context that nobody
+    would read (a few microseconds per call).
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
+
+    _explicit_child_configs: ClassVar[bool] = False
 
     def _invoke(
         self, input: Input, run_manager: CallbackManagerForChainRun, config: RunnableConfig
@@ -239,8 +264,13 @@ class OscarRunnable(RunnableSerializable[Input, Output], Generic[Input, Output])
             run_id=config.pop("run_id", None),
         )
         try:
-            child = _with_callbacks(config, child_manager(run_manager))
-            output = _child_context(child).run(self._invoke, input, run_manager, child, **kwargs)
+            if self._explicit_child_configs:
+                output = self._invoke(input, run_manager, config, **kwargs)
+            else:
+                child = _with_callbacks(config, child_manager(run_manager))
+                output = _child_context(child).run(
+                    self._invoke, input, run_manager, child, **kwargs
+                )
         except BaseException as exc:
             run_manager.on_chain_error(exc)
             raise
@@ -259,10 +289,13 @@ class OscarRunnable(RunnableSerializable[Input, Output], Generic[Input, Output])
             run_id=config.pop("run_id", None),
         )
         try:
-            child = _with_callbacks(config, child_manager(run_manager))
-            output: Output = await coro_with_context(
-                self._ainvoke(input, run_manager, child, **kwargs), _child_context(child)
-            )
+            if self._explicit_child_configs:
+                output: Output = await self._ainvoke(input, run_manager, config, **kwargs)
+            else:
+                child = _with_callbacks(config, child_manager(run_manager))
+                output = await coro_with_context(
+                    self._ainvoke(input, run_manager, child, **kwargs), _child_context(child)
+                )
         except BaseException as exc:
             await run_manager.on_chain_error(exc)
             raise

@@ -94,7 +94,8 @@ class InMemoryBreakerStore:
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
 
-    def _slot(self, name: str, config: BreakerConfig) -> tuple[threading.Lock, BreakerMachine]:
+    def slot(self, name: str, config: BreakerConfig) -> tuple[threading.Lock, BreakerMachine]:
+        """Breaker ``name``'s lock and state: change the state only while holding the lock."""
         machine = self._machines.get(name)  # fast path: a dict read is atomic
         if machine is not None and (machine.config is config or machine.config == config):
             return self._locks[name], machine
@@ -107,11 +108,7 @@ class InMemoryBreakerStore:
 
     def update(self, name: str, config: BreakerConfig, change: Callable[[BreakerMachine], R]) -> R:
         """Apply ``change`` under breaker ``name``'s lock (held for the change only)."""
-        machine = self._machines.get(name)  # fast path: a dict read is atomic
-        if machine is not None and machine.config is config:
-            with self._locks[name]:
-                return change(machine)
-        lock, machine = self._slot(name, config)
+        lock, machine = self.slot(name, config)
         with lock:
             return change(machine)
 

@@ -171,6 +171,7 @@ class CircuitBreaker:
         self.name = name
         self.config = config or BreakerConfig()
         self.store: BreakerStore = store if store is not None else InMemoryBreakerStore()
+        self._memory = self.store if type(self.store) is InMemoryBreakerStore else None
         self.clock = clock or (time.time if self.store.shared else time.monotonic)
         self.failure_policy = failure_policy
         self._listeners = list(listeners)
@@ -242,7 +243,16 @@ class CircuitBreaker:
     def acquire(self) -> Permit:
         """A permit to call, or :class:`CircuitOpenError` (the call must not be made)."""
         now = self.clock()
-        admission = self.store.update(self.name, self.config, lambda m: m.acquire(now))
+        memory = self._memory
+        if memory is None:
+            admission = self.store.update(self.name, self.config, lambda m: m.acquire(now))
+        else:  # the same change under the in-memory store's lock, without the closure
+            lock, machine = memory.slot(self.name, self.config)
+            with lock:
+                admission = machine.acquire(now)
+            if admission.admitted and not admission.transitions:
+                self.last_state = admission.state
+                return Permit(admission, now)  # nothing to tell anyone
         return self._admit(admission, now)
 
     async def aacquire(self) -> Permit:
@@ -267,7 +277,18 @@ class CircuitBreaker:
 
     def report(self, permit: Permit, exc: BaseException | None = None) -> None:
         """Report how a permitted call ended (``exc=None`` for success)."""
-        self._reported(self.store.update(self.name, self.config, self._outcome(permit, exc)))
+        memory = self._memory
+        if memory is None or exc is not None:
+            self._reported(self.store.update(self.name, self.config, self._outcome(permit, exc)))
+            return
+        now = self.clock()  # a success in memory: the common case, without the closure
+        lock, machine = memory.slot(self.name, self.config)
+        with lock:
+            transitions = machine.record(
+                now, permit.admission, failed=False, duration=now - permit.started
+            )
+        if transitions:
+            self._reported(transitions)
 
     async def areport(self, permit: Permit, exc: BaseException | None = None) -> None:
         """Async form of :meth:`report`."""

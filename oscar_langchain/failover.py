@@ -97,11 +97,6 @@ def _to_messages(value: Any) -> list[BaseMessage]:
     return list(convert_to_messages(value))
 
 
-def _traced(run_manager: CallbackManagerForChainRun | AsyncCallbackManagerForChainRun) -> bool:
-    """Whether anyone listens to this run (annotations are skipped otherwise)."""
-    return bool(run_manager.handlers or run_manager.inheritable_handlers)
-
-
 def _text(value: Any) -> str:
     if isinstance(value, BaseMessage):
         return value.text
@@ -135,6 +130,7 @@ class FailoverRunnable(OscarRunnable[Any, Any]):
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
+    _explicit_child_configs = True  # every attempt gets its own child_config
 
     candidates: list[Runnable[Any, Any]]
     """The runnables to try, in order (typically chat models)."""
@@ -268,7 +264,8 @@ class FailoverRunnable(OscarRunnable[Any, Any]):
         A message output gets the route in a copy of its ``response_metadata``.
         """
         output, attempt = answer.output, answer.attempt
-        message, traced = isinstance(output, BaseMessage), _traced(run_manager)
+        message = isinstance(output, BaseMessage)
+        traced = bool(run_manager.handlers or run_manager.inheritable_handlers)  # anyone there?
         if not (message or traced):
             return output, None  # nobody to tell: skip the route record altogether
         meta = plan.metadata(attempt)

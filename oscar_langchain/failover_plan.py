@@ -149,10 +149,11 @@ class FailoverPlan:
         admit: Callable[[int], str | None] | None = None,
         moves_on: Callable[[ErrorClassification], bool] | None = None,
     ) -> None:
-        unguarded = (None,) * len(names)
         self.names = names
-        self.breakers: Sequence[CircuitBreaker | None] = unguarded if breakers is None else breakers
-        self._windows = unguarded if windows is None else windows
+        self.breakers: Sequence[CircuitBreaker | None] = (
+            (None,) * len(names) if breakers is None else breakers
+        )
+        self._windows = (None,) * len(names) if windows is None else windows
         self._route: FailoverRoute | None = None  # made on first use: the happy path needs none
         self.retry = _ONCE if retry is None else retry
         self.clock = clock

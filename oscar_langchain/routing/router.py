@@ -41,7 +41,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 from uuid import UUID
 
 from langchain_core.callbacks import AsyncCallbackManagerForChainRun, CallbackManagerForChainRun
@@ -201,6 +201,8 @@ class RouterRunnable(OscarRunnable[Any, Any]):
 
     model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
 
+    # every route call gets a child_config (RouteCalls), so the shell can skip its own
+    _explicit_child_configs: ClassVar[bool] = True
     _live: _Live = PrivateAttr()
 
     def model_post_init(self, context: Any, /) -> None:

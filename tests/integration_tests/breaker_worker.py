@@ -4,6 +4,7 @@ Usage: python -m tests.integration_tests.breaker_worker URL NAMESPACE COMMAND [A
   fail N          make N failing calls, print the state
   state           print the state and whether one call is admitted
   probe N T       wait until wall time T, ask for N permits (never reported), print how many
+  hold            take one permit, print it, then hang until killed (dies mid-probe)
 """
 
 from __future__ import annotations
@@ -51,6 +52,11 @@ def main(argv: list[str]) -> None:
             except CircuitOpenError:
                 pass
         out["admitted"] = admitted
+    elif command == "hold":
+        permit = breaker.acquire()
+        print(json.dumps({"probe": permit.admission.probe, "lease": permit.admission.lease}))
+        sys.stdout.flush()
+        time.sleep(3600)  # killed by the test while "calling the backend"
     out["state"] = breaker.snapshot().state.value
     print(json.dumps(out))
 

@@ -21,6 +21,7 @@ from oscar_langchain.circuit_breaker import (
     CircuitBreaker,
     CircuitState,
 )
+from oscar_langchain.errors import CircuitOpenError
 from oscar_langchain.failover import FailoverRunnable, RetryPolicy
 from tests._support.redis_server import RedisServer
 from tests.integration_tests.breaker_worker import CONFIG
@@ -74,6 +75,34 @@ def test_half_open_admits_exactly_n_probes_across_processes(redis_server: RedisS
     assert sum(admitted) == CONFIG.half_open_max_calls  # 3 cluster-wide, not 3 per process
     store = RedisBreakerStore(redis_server.url, namespace=ns)
     assert CircuitBreaker("backend", CONFIG, store=store).snapshot().probes_admitted == 3
+
+
+def test_a_process_killed_mid_probe_does_not_block_probes_forever(
+    redis_server: RedisServer,
+) -> None:
+    ns = f"test:{uuid.uuid4().hex}"
+    assert result(worker(redis_server.url, ns, "fail", 5, open_duration=0.2))["state"] == "open"
+    time.sleep(0.3)  # the open duration passes: the next permits are probes
+    store = RedisBreakerStore(redis_server.url, namespace=ns)
+    here = CircuitBreaker("backend", CONFIG, store=store)
+    for _ in range(CONFIG.half_open_max_calls - 1):
+        assert here.acquire().admission.probe  # probes in flight here
+    holder = worker(redis_server.url, ns, "hold", open_duration=0.2)
+    try:
+        assert holder.stdout is not None
+        taken = json.loads(holder.stdout.readline())  # the other process took the last slot
+    finally:
+        holder.kill()  # ... and dies mid-probe: its permit is never reported
+        holder.wait(timeout=30)
+    assert taken["probe"] is True
+    lease_end = float(taken["lease"])
+    assert lease_end == pytest.approx(time.time() + CONFIG.probe_timeout, abs=30)
+    with pytest.raises(CircuitOpenError):
+        here.acquire()  # every probe slot is taken, cluster-wide
+    # once the leases run out (a shifted clock rather than a 120 s wait), probes go again
+    later = CircuitBreaker("backend", CONFIG, store=store, clock=lambda: lease_end + 1)
+    assert later.acquire().admission.probe
+    assert later.snapshot().probes_admitted == 1
 
 
 def test_keys_are_namespaced_and_expire(redis_server: RedisServer) -> None:

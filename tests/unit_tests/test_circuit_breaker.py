@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 
 import pytest
@@ -373,6 +374,7 @@ def test_snapshot_to_dict_and_repr() -> None:
         ("open_duration", -1),
         ("open_duration_multiplier", 0.5),
         ("max_open_duration", 1),
+        ("probe_timeout", 0),
     ],
 )
 def test_config_validation_names_field(field: str, value: object) -> None:
@@ -394,6 +396,59 @@ def test_machine_json_round_trip() -> None:
         m.to_json(), BreakerConfig(window="time", window_size=5, time_buckets=3)
     )
     assert other.counts(1.0).calls == 0
+
+
+def test_a_probe_that_never_reports_frees_its_slot_after_probe_timeout() -> None:
+    clock = FakeClock()
+    breaker, events = make(clock, probe_timeout=5.0)
+    trip(breaker)
+    clock.advance(10)
+    lost = breaker.acquire()  # its process dies: this probe never reports
+    assert lost.admission.probe
+    with pytest.raises(CircuitOpenError) as info:
+        breaker.acquire()
+    assert info.value.retry_after == pytest.approx(5.0)
+    assert breaker.snapshot().time_to_next_probe == pytest.approx(5.0)
+    clock.advance(5)
+    probe = breaker.acquire()  # the lease ran out: another probe may go
+    assert probe.admission.probe and breaker.snapshot().probes_admitted == 1
+    breaker.report(lost, TimeoutError("late"))  # a late outcome of an expired probe: dropped
+    assert breaker.state is CircuitState.HALF_OPEN
+    breaker.report(probe)
+    assert breaker.state is CircuitState.CLOSED
+    assert transitions(events)[-1] == ("half_open", "closed")
+
+
+def test_probes_never_expire_without_probe_timeout() -> None:
+    clock = FakeClock()
+    breaker, _ = make(clock, probe_timeout=None, half_open_max_calls=2)
+    trip(breaker)
+    clock.advance(10)
+    first, second = breaker.acquire(), breaker.acquire()
+    clock.advance(10_000)
+    with pytest.raises(CircuitOpenError) as info:
+        breaker.acquire()
+    assert info.value.retry_after is None
+    breaker.report(first, Status(400, "bad request"))  # not a failure: the slot is given back
+    assert breaker.snapshot().probes_admitted == 1
+    third = breaker.acquire()
+    breaker.report(second)
+    breaker.report(third)
+    assert breaker.state is CircuitState.CLOSED
+
+
+def test_probe_leases_survive_json_and_old_states_let_probes_expire() -> None:
+    cfg = BreakerConfig(window_size=4, minimum_calls=2, open_duration=10, probe_timeout=5)
+    m = BreakerMachine(cfg)
+    m.force(CircuitState.OPEN, 0.0, "test")
+    probe = m.acquire(10.0)
+    back = BreakerMachine.from_json(m.to_json(), cfg)
+    assert back.probe_leases == [15.0] and not back.acquire(12.0).admitted
+    assert back.record(12.0, probe, failed=False, duration=0.1)  # closes: the lease was there
+    legacy = json.loads(m.to_json())
+    del legacy["leases"]  # written by a version without leases
+    old = BreakerMachine.from_json(json.dumps(legacy), cfg)
+    assert old.acquire(10.0).admitted  # the unreported probe of the old state expired
 
 
 # -- property tests: the running totals always equal the window's calls ----------------

@@ -193,12 +193,35 @@ async def test_child_manager_equals_get_child() -> None:
             assert "x" not in run.inheritable_metadata["lc_versions"]
 
 
-def test_child_config_keeps_lc_versions_merging_and_ensures_raw_configs() -> None:
-    wrapper, rec = make()
-    run = CallbackManagerForChainRun.get_noop_manager()
-    raw: RunnableConfig = {"metadata": {"lc_versions": {"a": "1"}}, "run_name": "outer"}
-    child = child_config(raw, run, "t", {"lc_versions": {"b": "2"}, "k": 1})
-    assert child["metadata"] == {"lc_versions": {"a": "1", "b": "2"}, "k": 1}
-    assert "run_name" not in child and child["callbacks"].parent_run_id == run.run_id
-    assert wrapper.invoke(1, {"callbacks": [rec], "run_name": "named"}) == 2
-    assert rec.by_name("named") and rec.by_name("inner")
+def test_child_config_metadata_reaches_the_child_run_and_wins() -> None:
+    from langchain_core.callbacks import CallbackManager
+
+    rec = Recorder()
+    run = CallbackManager([rec], [rec]).on_chain_start(None, 1, name="outer")
+    raw: RunnableConfig = {
+        "metadata": {"lc_versions": {"a": "1"}, "k": "config"},
+        "run_name": "outer",
+    }
+    inner = RunnableLambda(lambda x: x, name="inner")
+    for extra in ({"k": 1}, {"lc_versions": {"b": "2"}, "k": 1}):
+        child = child_config(raw, run, "t", extra)
+        assert "run_name" not in child and child["callbacks"].parent_run_id == run.run_id
+        inner.invoke(1, child)
+        _, parent, tags, metadata = rec.runs[rec.by_name("inner")[-1]]
+        assert parent == run.run_id and "t" in tags and metadata["k"] == 1
+        assert metadata["lc_versions"] == {"a": "1", **extra.get("lc_versions", {})}
+
+
+class Explicit(Wrapper):
+    """Passes child_config to its inner runnable, so it needs no child context."""
+
+    _explicit_child_configs = True
+
+
+async def test_explicit_child_configs_still_nest() -> None:
+    wrapper, rec = Explicit(inner=RunnableLambda(lambda x: x * 2, name="inner")), Recorder()
+    assert wrapper.invoke(3, {"callbacks": [rec], "run_name": "Wrapper"}) == 6
+    assert await wrapper.ainvoke(3, {"callbacks": [rec], "run_name": "Wrapper"}) == 6
+    assert_nested(rec, 2)
+    inner = rec.runs[rec.by_name("inner")[0]]
+    assert "attempt:1" in inner[2] and inner[3]["oscar.attempt"] == 1
