@@ -438,3 +438,17 @@ def test_failover_off_makes_one_call_and_raises_its_error():
     with pytest.raises(APIError):
         make_router(routes=routes, failover=False).invoke("hi")
     assert flaky.calls == 1
+
+
+@pytest.mark.parametrize("use_async", [False, True])
+async def test_route_runs_are_children_of_the_router_run(use_async):
+    rec = Recorder()
+    router = make_router()
+    config = {"callbacks": [rec], "configurable": {"route_tags": []}}
+    if use_async:
+        await router.ainvoke("hi", config)
+    else:
+        router.invoke("hi", config)
+    (root, parent, _tags), (child, child_parent, child_tags) = rec.starts
+    assert parent is None and child_parent == root and child != root
+    assert "route:cheap-small" in child_tags
