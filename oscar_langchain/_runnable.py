@@ -23,6 +23,7 @@ Example:
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager
 from contextvars import Context, copy_context
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -46,6 +47,7 @@ __all__ = [
     "ANNOTATION_EVENT",
     "OscarRunnable",
     "aannotate_run",
+    "aclosing_stream",
     "annotate_run",
     "child_config",
     "child_manager",
@@ -53,6 +55,7 @@ __all__ = [
 
 Input = TypeVar("Input")
 Output = TypeVar("Output")
+T = TypeVar("T")
 
 ANNOTATION_EVENT = "oscar.annotate"
 """Name of the custom callback event that carries run attributes to the tracer."""
@@ -171,6 +174,21 @@ def child_config(
         # the config's metadata would win over the callbacks' in the child run: override it
         child["metadata"] = _merged(own, metadata)
     return child
+
+
+@asynccontextmanager
+async def aclosing_stream(stream: AsyncIterator[T]) -> AsyncIterator[AsyncIterator[T]]:
+    """Close ``stream`` when the ``async with`` block ends, however it ends.
+
+    A consumer's ``aclose()`` then reaches the inner stream at once (and with it the
+    release of whatever the stream holds), not whenever the garbage collector runs.
+    """
+    try:
+        yield stream
+    finally:
+        aclose = getattr(stream, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 def annotate_run(run_manager: CallbackManagerForChainRun, attributes: Mapping[str, Any]) -> None:
@@ -300,8 +318,9 @@ class OscarRunnable(RunnableSerializable[Input, Output], Generic[Input, Output])
         config: RunnableConfig,
     ) -> AsyncIterator[Output]:
         async for item in inputs:
-            async for chunk in self._astream(item, run_manager, config):
-                yield chunk
+            async with aclosing_stream(self._astream(item, run_manager, config)) as chunks:
+                async for chunk in chunks:
+                    yield chunk
 
     def stream(
         self, input: Input, config: RunnableConfig | None = None, **kwargs: Any | None
@@ -319,7 +338,7 @@ class OscarRunnable(RunnableSerializable[Input, Output], Generic[Input, Output])
         async def one() -> AsyncIterator[Input]:
             yield input
 
-        async for chunk in self._atransform_stream_with_config(
-            one(), self._atransform, config, **kwargs
-        ):
-            yield chunk
+        stream = self._atransform_stream_with_config(one(), self._atransform, config, **kwargs)
+        async with aclosing_stream(stream) as chunks:
+            async for chunk in chunks:
+                yield chunk

@@ -39,6 +39,19 @@ class RouteDecision:
     output_tokens: int = 0
     attempts: tuple[tuple[str, str], ...] = ()
 
+    def served_by(self, name: str, attempts: tuple[tuple[str, str], ...]) -> RouteDecision:
+        """This decision once route ``name`` answered after ``attempts``."""
+        return RouteDecision(
+            name,
+            self.ranking,
+            self.rejected,
+            self.selector,
+            self.complexity,
+            self.input_tokens,
+            self.output_tokens,
+            attempts,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """Plain, JSON-safe form."""
         return {

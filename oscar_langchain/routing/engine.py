@@ -61,6 +61,8 @@ class RoutingEngine:
         self.routes = tuple(routes)
         self.selector: Selector = selector if selector is not None else QualityFloor()
         self.policies = combine(policies)
+        # a policy's optional ``active(request)`` says whether it can reject anything
+        self._gates = [(p, getattr(p, "active", None)) for p in self.policies]
         self.limits: LimitStore = limits if limits is not None else MemoryLimitStore()
         self.candidates = [resolve(r, registry) for r in self.routes]
         self.by_name = {c.name: c for c in self.candidates}
@@ -94,9 +96,7 @@ class RoutingEngine:
         """Filter and rank; the decision's ``chosen`` is the first ranked (or ``None``)."""
         passed: list[Candidate] = []
         rejected: list[tuple[str, str]] = []
-        policies = [
-            p for p in self.policies if getattr(p, "active", None) is None or p.active(request)
-        ]
+        policies = [p for p, active in self._gates if active is None or active(request)]
         for cand in self.candidates:
             for policy in policies:
                 reason = policy(cand, request)

@@ -3,10 +3,15 @@
 For each input the router counts the prompt's tokens, scores its complexity,
 filters the routes with its policies (context window, capabilities, tags, breaker,
 limits) and ranks the rest with its selector (:mod:`~oscar_langchain.routing.engine`).
-It then calls the first route; with ``failover=True`` a failure worth retrying
-elsewhere (time-out, 5xx, rate limit, connection, context overflow, open circuit)
-moves to the next ranked route. Each call is booked in the limit store first
-(atomically, so limits hold under concurrency) and settled with real usage.
+The ranking is the failover order: the router calls it through the failover core
+(:mod:`~oscar_langchain.failover_plan`, as ``FailoverRunnable`` does), so each
+route's circuit breaker guards its calls, a retryable failure (time-out, 5xx, rate
+limit, connection) is retried on the same route per ``retry`` (backoff, jitter,
+``Retry-After``), then it moves on to the next ranked route; a context overflow moves
+on at once to a route with a larger window; bad requests and auth errors are
+raised; when every route failed, :class:`~oscar_langchain.errors.FailoverError`
+carries every attempt. Each route is booked in the limit store before its first
+call (atomically, so limits hold under concurrency) and settled with real usage.
 
 The :class:`RouteDecision` is attached to the run (``oscar.route``... for the tracer)
 and to the output message's ``response_metadata["oscar_route"]``.
@@ -29,12 +34,14 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import replace
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import closing
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 from uuid import UUID
 
 from langchain_core.callbacks import AsyncCallbackManagerForChainRun, CallbackManagerForChainRun
@@ -43,26 +50,71 @@ from langchain_core.prompt_values import PromptValue
 from langchain_core.runnables import RunnableConfig
 from pydantic import ConfigDict, Field, PrivateAttr
 
-from oscar_langchain._runnable import OscarRunnable, aannotate_run, annotate_run, child_config
-from oscar_langchain.errors import (
-    AttemptRecord,
-    FailoverError,
-    RouterError,
-    classify_error,
+from oscar_langchain._runnable import (
+    OscarRunnable,
+    aannotate_run,
+    aclosing_stream,
+    annotate_run,
+    child_config,
 )
-from oscar_langchain.routing.candidate import Candidate, Request
+from oscar_langchain.failover_plan import Attempt, arun_plan, run_plan
+from oscar_langchain.failover_policy import RetryPolicy
+from oscar_langchain.routing.candidate import Request
 from oscar_langchain.routing.complexity import HeuristicComplexity
 from oscar_langchain.routing.decision import RouteDecision
 from oscar_langchain.routing.engine import RoutingEngine
-from oscar_langchain.routing.limits import Reservation
+from oscar_langchain.routing.plan import RoutePlan
 from oscar_langchain.routing.policies import DEFAULT_POLICIES
 from oscar_langchain.routing.route import Route
-from oscar_langchain.routing.selectors import Cheapest, QualityFloor, Ranking
+from oscar_langchain.routing.router_stream import (
+    RouteCalls,
+    astream_routed,
+    stream_routed,
+    traced,
+    with_route_metadata,
+)
+from oscar_langchain.routing.selectors import Cheapest, QualityFloor
 from oscar_langchain.routing.status import format_status
 
 __all__ = ["RouterRunnable"]
 
 _ = Cheapest  # re-exported for the doctest namespace
+
+
+_REJECTING = ("open", "forced_open")
+
+
+def _state(state: Any) -> str:
+    """A breaker state's string value (``CircuitState`` or plain string)."""
+    return str(getattr(state, "value", state))
+
+
+def _breaker_event(opened: set[str], name: str) -> Callable[[Any], None]:
+    """A breaker listener keeping ``opened`` = the routes whose breaker rejects calls."""
+
+    def on_event(event: Any) -> None:
+        if event.kind == "transition":
+            if _state(event.state) in _REJECTING:
+                opened.add(name)
+            else:
+                opened.discard(name)
+
+    return on_event
+
+
+@dataclass(slots=True)
+class _Live:
+    """The router's live state, in one plain object.
+
+    Read on every call: each pydantic private attribute would cost a slow lookup.
+    """
+
+    engine: RoutingEngine
+    count: Callable[[Any], int]
+    open: set[str]
+    runs: OrderedDict[UUID, tuple[str, float]] | None  # None: the selector cannot learn
+    learn: Callable[[str, float, float], None] | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 def _messages(input: Any) -> list[BaseMessage] | None:
@@ -85,7 +137,10 @@ def _text_of(messages: list[BaseMessage] | None, input: Any) -> str:
         return str(input)
     for message in reversed(messages):
         if message.type == "human":
-            return message.text if isinstance(message.text, str) else str(message.content)
+            if isinstance(message.content, str):  # the common case: no content blocks
+                return message.content
+            text = message.text  # a property that joins the text blocks
+            return text if isinstance(text, str) else str(message.content)
     return messages[-1].text if messages else ""
 
 
@@ -129,7 +184,14 @@ class RouterRunnable(OscarRunnable[Any, Any]):
     default_output_tokens: int = Field(default=512, gt=0)
     """Output tokens assumed when the call does not set ``max_output_tokens``."""
     failover: bool = True
-    """Try the next ranked route when a call fails with a retryable error."""
+    """Fail over through the failover core: retry a route per ``retry``, then move on to
+    the next ranked route. ``False``: one call to the first route; its error is raised."""
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    """Retries of one route (backoff, jitter, ``Retry-After``) before the next route."""
+    sleep: Callable[[float], None] = time.sleep
+    """How sync retries wait."""
+    asleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    """How async retries wait."""
     max_attempts: int | None = Field(default=None, gt=0)
     """Most routes tried per request (``None``: all ranked)."""
     clock: Callable[[], float] = time.perf_counter
@@ -139,14 +201,13 @@ class RouterRunnable(OscarRunnable[Any, Any]):
 
     model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
 
-    _engine: RoutingEngine = PrivateAttr()
-    _count: Callable[[Any], int] = PrivateAttr()
-    _runs: OrderedDict[UUID, tuple[str, float]] = PrivateAttr(default_factory=OrderedDict)
-    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
-    _open: set[str] = PrivateAttr(default_factory=set)
+    # every route call gets a child_config (RouteCalls), so the shell can skip its own
+    _explicit_child_configs: ClassVar[bool] = True
+    _live: _Live = PrivateAttr()
 
     def model_post_init(self, context: Any, /) -> None:
         """Resolve routes, build the routing core and the routes' circuit breakers once."""
+        opened: set[str] = set()
         if self.breakers is None:
             from oscar_langchain.circuit_breaker import CircuitBreaker
 
@@ -155,13 +216,15 @@ class RouterRunnable(OscarRunnable[Any, Any]):
                 for r in self.routes
             }
         for name, breaker in self.breakers.items():
-            breaker.add_listener(self._breaker_event(name))
+            breaker.add_listener(_breaker_event(opened, name))
+            if _state(breaker.state) in _REJECTING:  # opened before we listened
+                opened.add(name)
         registry = self.registry
         if registry is None:
             from oscar_langchain.models import default_registry
 
             registry = default_registry()
-        self._engine = RoutingEngine(
+        engine = RoutingEngine(
             self.routes,
             selector=self.selector,
             policies=self.policies,
@@ -178,14 +241,15 @@ class RouterRunnable(OscarRunnable[Any, Any]):
                     return counter.count(messages)
                 return counter.count_messages(messages)
 
-            self._count = count
         else:
-            self._count = self.token_counter
+            count = self.token_counter
+        learn = getattr(engine.selector, "update", None)
+        self._live = _Live(engine, count, opened, OrderedDict() if learn else None, learn)
 
     @property
     def engine(self) -> RoutingEngine:
         """The pure routing core (candidates, limits, selector)."""
-        return self._engine
+        return self._live.engine
 
     def _all_breakers(self) -> dict[str, Any]:
         return self.breakers or {}
@@ -194,286 +258,112 @@ class RouterRunnable(OscarRunnable[Any, Any]):
         return self.breakers.get(name) if self.breakers else None
 
     # -- deciding ------------------------------------------------------------------
-    def _breaker_event(self, name: str) -> Callable[[Any], None]:
-        def on_event(event: Any) -> None:
-            if event.kind == "transition":
-                if getattr(event.state, "value", event.state) == "open":
-                    self._open.add(name)
-                else:
-                    self._open.discard(name)
-
-        return on_event
-
-    def _open_breakers(self) -> list[str]:
+    def _open_breakers(self, opened: set[str]) -> list[str]:
         # Only breakers seen opening are read, so deciding stays O(routes) and cheap;
         # an open breaker whose probe time has come is offered again (half-open probe).
         out = []
-        for name in list(self._open):
+        for name in list(opened):
             snap = self._all_breakers()[name].snapshot()
-            state = getattr(snap.state, "value", snap.state)
-            if state == "open" and (snap.time_to_next_probe or 0) > 0:
+            state = _state(snap.state)
+            if state == "forced_open" or (state == "open" and (snap.time_to_next_probe or 0) > 0):
                 out.append(name)
         return out
 
     def _breaker_states(self) -> dict[str, str]:
-        return {n: str(getattr(b.state, "value", b.state)) for n, b in self._all_breakers().items()}
+        return {n: _state(b.state) for n, b in self._all_breakers().items()}
 
     def build_request(self, input: Any, config: RunnableConfig | None = None) -> Request:
         """The facts the router decides on for ``input`` (tokens, complexity...)."""
+        live = self._live
         options = (config or {}).get("configurable") or {}
         messages = _messages(input)
         text = _text_of(messages, input)
-        tokens = int(self._count(messages if messages is not None else text))
+        tokens = int(live.count(messages if messages is not None else text))
         caps = set(options.get("route_capabilities") or ())
         if _has_image(messages):
             caps.add("vision")
-        return self._engine.request(
+        return live.engine.request(
             input_tokens=tokens,
             output_tokens=int(options.get("max_output_tokens") or self.default_output_tokens),
             capabilities=caps,
             tags=options.get("route_tags") or (),
             complexity=float(self.complexity(text)) if self.complexity is not None else 0.0,
             text=text,
-            open_breakers=self._open_breakers() if self._open else (),
+            open_breakers=self._open_breakers(live.open) if live.open else (),
         )
 
     def decide(self, input: Any, config: RunnableConfig | None = None) -> RouteDecision:
         """The decision for ``input`` without calling any route."""
-        return self._engine.decide(self.build_request(input, config))[0]
+        return self._live.engine.decide(self.build_request(input, config))[0]
 
-    def _plan(self, input: Any, config: RunnableConfig) -> tuple[Request, RouteDecision, Ranking]:
-        request = self.build_request(input, config)
-        decision, ranking = self._engine.decide(request)
-        if not ranking:
-            raise RouterError(
-                "no route can serve this request: "
-                + "; ".join(f"{n}: {r}" for n, r in decision.rejected),
-                dict(decision.rejected),
-            )
-        limit = self.max_attempts if self.failover else 1
-        return request, decision, ranking[:limit] if limit else ranking
-
-    # -- calling (shared by sync, async and stream) ------------------------------------
-    def _book(self, cand: Candidate, request: Request) -> Reservation | str:
-        return self._engine.limits.try_acquire(
-            cand.route,
-            tokens=request.input_tokens + request.output_tokens,
-            cost=cand.estimated_cost(request),
+    def _plan(self, input: Any, config: RunnableConfig) -> RoutePlan:
+        return RoutePlan.start(
+            self._live.engine,
+            self.build_request(input, config),
+            breakers=self._breaker,
+            retry=self.retry,
+            failover=self.failover,
+            max_attempts=self.max_attempts,
+            clock=self.clock,
         )
 
-    def _settle(self, cand: Candidate, booking: Reservation, output: Any) -> None:
-        usage = getattr(output, "usage_metadata", None)
-        if usage:
-            tokens_in, tokens_out = int(usage["input_tokens"]), int(usage["output_tokens"])
-            cost = (tokens_in * cand.input_price + tokens_out * cand.output_price) / 1e6
-            self._engine.limits.release(booking, tokens=tokens_in + tokens_out, cost=cost)
-        else:
-            self._engine.limits.release(booking)
-
-    def _failed(
-        self, cand: Candidate, booking: Reservation, exc: Exception, attempt: int, started: float
-    ) -> AttemptRecord:
-        self._engine.limits.release(booking, cost=0.0)
-        cand.stats.observe_failure()
-        verdict = classify_error(exc)
-        record = AttemptRecord(cand.name, attempt, exc, verdict, self.clock() - started)
-        moves_on = (
-            verdict.retryable or verdict.counts_as_failure or verdict.is_context_length
-        ) or verdict.kind.value == "circuit_open"
-        if not (self.failover and moves_on):
-            raise exc
-        return record
-
-    def _succeeded(
-        self,
-        cand: Candidate,
-        booking: Reservation,
-        output: Any,
-        started: float,
-        *,
-        decision: RouteDecision,
-        attempts: list[tuple[str, str]],
-        run_id: UUID,
-        ttft: float | None = None,
-    ) -> tuple[Any, RouteDecision]:
-        self._settle(cand, booking, output)
-        usage = getattr(output, "usage_metadata", None)
-        cand.stats.observe(
-            self.clock() - started,
-            output_tokens=int(usage["output_tokens"]) if usage else None,
-            ttft=ttft,
-        )
-        attempts.append((cand.name, "ok"))
-        final = replace(decision, chosen=cand.name, attempts=tuple(attempts))
-        with self._lock:
-            self._runs[run_id] = (cand.name, decision.complexity)
-            while len(self._runs) > self.feedback_capacity:
-                self._runs.popitem(last=False)
-        return self._with_metadata(output, final), final
-
-    @staticmethod
-    def _with_metadata(output: Any, decision: RouteDecision) -> Any:
-        if isinstance(output, BaseMessage):
-            meta = {**output.response_metadata, "oscar_route": decision.to_dict()}
-            return output.model_copy(update={"response_metadata": meta})
-        return output
-
-    def _exhausted(
-        self, decision: RouteDecision, records: list[AttemptRecord], skipped: dict[str, str]
-    ) -> Exception:
-        if records:
-            return FailoverError(f"every ranked route failed ({len(records)} calls)", records)
-        rejections = {**dict(decision.rejected), **skipped}
-        return RouterError(
-            "no route had room for this request: "
-            + "; ".join(f"{n}: {r}" for n, r in rejections.items()),
-            rejections,
-        )
-
-    def _cfg(
-        self, config: RunnableConfig, run_manager: Any, cand: Candidate, attempt: int
-    ) -> RunnableConfig:
+    # -- calling: sync, async and stream drive one RoutePlan (the failover core) --------
+    def _cfg(self, config: RunnableConfig, run_manager: Any, attempt: Attempt) -> RunnableConfig:
         return child_config(
             config,
             run_manager,
-            tag=f"route:{cand.name}",
-            metadata={"oscar.route": cand.name, "oscar.route.attempt": attempt},
+            tag=f"route:{attempt.name}",
+            metadata={"oscar.route": attempt.name, "oscar.route.attempt": attempt.number},
         )
+
+    def _finish(self, plan: RoutePlan, run_id: UUID) -> Any:
+        """The answer with its decision in ``response_metadata``; remember the run."""
+        assert plan.final is not None, "the plan has an answer"
+        runs = self._live.runs
+        if runs is not None:  # only a learning selector can use feedback
+            with self._live.lock:
+                runs[run_id] = (plan.final.chosen or "", plan.decision.complexity)
+                while len(runs) > self.feedback_capacity:
+                    runs.popitem(last=False)
+        return with_route_metadata(plan.output, plan.final)
 
     def _invoke(
         self, input: Any, run_manager: CallbackManagerForChainRun, config: RunnableConfig
     ) -> Any:
-        request, decision, ranking = self._plan(input, config)
-        records: list[AttemptRecord] = []
-        attempts: list[tuple[str, str]] = []
-        skipped: dict[str, str] = {}
-        for attempt, (cand, _score) in enumerate(ranking):
-            booking = self._book(cand, request)
-            if isinstance(booking, str):
-                skipped[cand.name] = booking
-                continue
-            breaker = self._breaker(cand.name)
-            started = self.clock()
-            try:
-                permit = breaker.acquire() if breaker is not None else None
-                try:
-                    output = cand.route.runnable.invoke(
-                        input, self._cfg(config, run_manager, cand, attempt)
-                    )
-                except Exception as exc:
-                    if breaker is not None:
-                        breaker.report(permit, exc)
-                    raise
-                if breaker is not None:
-                    breaker.report(permit)
-            except Exception as exc:  # noqa: BLE001 - classified; non-retryable re-raised
-                records.append(self._failed(cand, booking, exc, attempt, started))
-                attempts.append((cand.name, records[-1].classification.kind.value))
-                continue
-            result, final = self._succeeded(
-                cand,
-                booking,
-                output,
-                started,
-                decision=decision,
-                attempts=attempts,
-                run_id=run_manager.run_id,
-            )
-            annotate_run(run_manager, final.attributes())
-            return result
-        annotate_run(run_manager, replace(decision, chosen=None).attributes())
-        raise self._exhausted(decision, records, skipped)
+        plan = self._plan(input, config)
+        try:
+            with closing(plan):
+                calls = RouteCalls(self, plan, input, run_manager, config)
+                plan.succeed(run_plan(plan, calls.invoke, self.sleep))
+        finally:
+            if traced(run_manager):
+                annotate_run(run_manager, plan.attributes())
+        return self._finish(plan, run_manager.run_id)
 
     async def _ainvoke(
         self, input: Any, run_manager: AsyncCallbackManagerForChainRun, config: RunnableConfig
     ) -> Any:
-        request, decision, ranking = self._plan(input, config)
-        records: list[AttemptRecord] = []
-        attempts: list[tuple[str, str]] = []
-        skipped: dict[str, str] = {}
-        for attempt, (cand, _score) in enumerate(ranking):
-            booking = self._book(cand, request)
-            if isinstance(booking, str):
-                skipped[cand.name] = booking
-                continue
-            breaker = self._breaker(cand.name)
-            started = self.clock()
-            try:
-                permit = await breaker.aacquire() if breaker is not None else None
-                try:
-                    output = await cand.route.runnable.ainvoke(
-                        input, self._cfg(config, run_manager, cand, attempt)
-                    )
-                except Exception as exc:
-                    if breaker is not None:
-                        await breaker.areport(permit, exc)
-                    raise
-                if breaker is not None:
-                    await breaker.areport(permit)
-            except Exception as exc:  # noqa: BLE001 - classified; non-retryable re-raised
-                records.append(self._failed(cand, booking, exc, attempt, started))
-                attempts.append((cand.name, records[-1].classification.kind.value))
-                continue
-            result, final = self._succeeded(
-                cand,
-                booking,
-                output,
-                started,
-                decision=decision,
-                attempts=attempts,
-                run_id=run_manager.run_id,
-            )
-            await aannotate_run(run_manager, final.attributes())
-            return result
-        await aannotate_run(run_manager, replace(decision, chosen=None).attributes())
-        raise self._exhausted(decision, records, skipped)
+        plan = self._plan(input, config)
+        try:
+            with closing(plan):
+                calls = RouteCalls(self, plan, input, run_manager, config)
+                plan.succeed(await arun_plan(plan, calls.ainvoke, self.asleep))
+        finally:
+            if traced(run_manager):
+                await aannotate_run(run_manager, plan.attributes())
+        return self._finish(plan, run_manager.run_id)
 
     def _stream(
         self, input: Any, run_manager: CallbackManagerForChainRun, config: RunnableConfig
     ) -> Iterator[Any]:
-        request, decision, ranking = self._plan(input, config)
-        records: list[AttemptRecord] = []
-        attempts: list[tuple[str, str]] = []
-        skipped: dict[str, str] = {}
-        for attempt, (cand, _score) in enumerate(ranking):
-            booking = self._book(cand, request)
-            if isinstance(booking, str):
-                skipped[cand.name] = booking
-                continue
-            started = self.clock()
-            chunks = cand.route.runnable.stream(
-                input, self._cfg(config, run_manager, cand, attempt)
-            )
-            try:
-                first = next(iter(chunks))
-            except StopIteration:
-                first = None
-            except Exception as exc:  # noqa: BLE001 - nothing streamed yet: fail over
-                records.append(self._failed(cand, booking, exc, attempt, started))
-                attempts.append((cand.name, records[-1].classification.kind.value))
-                continue
-            ttft = self.clock() - started
-            shown = replace(decision, chosen=cand.name, attempts=(*attempts, (cand.name, "ok")))
-            annotate_run(run_manager, shown.attributes())
-            merged = first
-            if first is not None:
-                yield self._with_metadata(first, shown)
-            for chunk in chunks:
-                if isinstance(merged, BaseMessage) and isinstance(chunk, BaseMessage):
-                    merged = merged + chunk  # type: ignore[operator]
+        yield from stream_routed(self, input, run_manager, config)
+
+    async def _astream(
+        self, input: Any, run_manager: AsyncCallbackManagerForChainRun, config: RunnableConfig
+    ) -> AsyncIterator[Any]:
+        async with aclosing_stream(astream_routed(self, input, run_manager, config)) as chunks:
+            async for chunk in chunks:
                 yield chunk
-            self._succeeded(
-                cand,
-                booking,
-                merged,
-                started,
-                decision=decision,
-                attempts=attempts,
-                run_id=run_manager.run_id,
-                ttft=ttft,
-            )
-            return
-        raise self._exhausted(decision, records, skipped)
 
     # -- feedback and status ----------------------------------------------------------
     def feedback(self, run_id: UUID | str, score: float) -> bool:
@@ -481,18 +371,19 @@ class RouterRunnable(OscarRunnable[Any, Any]):
 
         Returns ``False`` when the run is unknown (too old) or the selector does not learn.
         """
-        key = UUID(str(run_id))
-        with self._lock:
-            entry = self._runs.get(key)
-        update = getattr(self._engine.selector, "update", None)
-        if entry is None or update is None:
+        live = self._live
+        if live.runs is None or live.learn is None:
             return False
-        update(entry[0], entry[1], score)
+        with live.lock:
+            entry = live.runs.get(UUID(str(run_id)))
+        if entry is None:
+            return False
+        live.learn(entry[0], entry[1], score)
         return True
 
     def status(self) -> list[dict[str, Any]]:
         """Every route's breaker, limits, budget left, latency and in-flight as plain data."""
-        return self._engine.status(self._breaker_states())
+        return self._live.engine.status(self._breaker_states())
 
     def status_table(self) -> str:
         """:meth:`status` as a readable table."""

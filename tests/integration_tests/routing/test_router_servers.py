@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from oscar_langchain.failover_policy import RetryPolicy
 from oscar_langchain.models import ModelInfo, ModelRegistry
 from oscar_langchain.routing import Cheapest, Route
 from oscar_langchain.routing.router import RouterRunnable
@@ -36,6 +37,7 @@ def test_long_prompt_goes_to_fitting_route_and_killed_server_loses_nothing():
             selector=Cheapest(),
             registry=registry,
             default_output_tokens=128,
+            retry=RetryPolicy(max_attempts=2, initial_backoff=0.01, jitter=0.0),
         )
         assert router.invoke("hello").content == "small"
         out = router.invoke("Summarise: " + "numbers went up again. " * 400)

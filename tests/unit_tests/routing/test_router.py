@@ -13,6 +13,7 @@ from langchain_core.runnables import RunnableLambda
 
 from oscar_langchain.circuit_breaker import BreakerConfig
 from oscar_langchain.errors import FailoverError, RouterError
+from oscar_langchain.failover_policy import RetryPolicy
 from oscar_langchain.models import ModelInfo, ModelRegistry
 from oscar_langchain.routing import (
     BestQuality,
@@ -22,6 +23,7 @@ from oscar_langchain.routing import (
     ThompsonSelector,
 )
 from oscar_langchain.routing.router import RouterRunnable
+from tests.unit_tests.failover_fakes import APIError, FlakyChat, context_overflow
 
 REGISTRY = ModelRegistry(
     [
@@ -64,7 +66,16 @@ def make_router(**kw: Any) -> RouterRunnable:
     kw.setdefault("selector", Cheapest())
     kw.setdefault("registry", REGISTRY)
     kw.setdefault("default_output_tokens", 256)
+    kw.setdefault("sleep", WAITS.append)  # retries never really sleep in unit tests
+    kw.setdefault("asleep", _asleep)
     return RouterRunnable(routes=routes, **kw)
+
+
+WAITS: list[float] = []
+
+
+async def _asleep(seconds: float) -> None:
+    WAITS.append(seconds)
 
 
 class Recorder(BaseCallbackHandler):
@@ -142,7 +153,12 @@ def test_failover_follows_ranking_and_records_attempts():
     out = router.invoke("hi", {"callbacks": [rec]})
     assert out.content == "from mid"
     meta = out.response_metadata["oscar_route"]
-    assert meta["attempts"] == [["cheap-small", "timeout"], ["mid", "ok"]]
+    # the failover core retried the time-out once on the same route, then moved on
+    assert meta["attempts"] == [
+        ["cheap-small", "timeout"],
+        ["cheap-small", "timeout"],
+        ["mid", "ok"],
+    ]
     assert rec.events[-1]["oscar.route"] == "mid"
     root = rec.starts[0][0]
     children = [s for s in rec.starts[1:] if s[1] == root]
@@ -151,7 +167,8 @@ def test_failover_follows_ranking_and_records_attempts():
         "route:mid",
     }
     status = {r["route"]: r for r in router.status()}
-    assert status["cheap-small"]["failures"] == 1 and status["mid"]["successes"] == 1
+    assert status["cheap-small"]["failures"] == 2 and status["mid"]["successes"] == 1
+    assert status["cheap-small"]["in_flight"] == 0
 
 
 def test_failover_off_and_non_retryable_errors_raise():
@@ -175,7 +192,13 @@ def test_all_routes_failing_raise_failover_error():
     ]
     with pytest.raises(FailoverError) as info:
         make_router(routes=routes, max_attempts=2).invoke("hi")
-    assert [a.candidate for a in info.value.attempts] == ["cheap-small", "mid"]
+    assert [(a.candidate, a.attempt) for a in info.value.attempts] == [
+        ("cheap-small", 1),
+        ("cheap-small", 2),
+        ("mid", 1),
+        ("mid", 2),
+    ]
+    assert {a.classification.kind.value for a in info.value.attempts} == {"timeout"}
 
 
 def test_breaker_opens_and_route_is_filtered_then_probed():
@@ -285,7 +308,10 @@ async def test_async_invoke_failover_and_concurrent_budget():
     served = [r for r in results if isinstance(r, AIMessage)]
     assert len(served) == 10  # 10 x $0.01 = $0.10 budget, exactly
     assert all(isinstance(r, (FailoverError, RouterError)) for r in results if r not in served)
-    assert served[0].response_metadata["oscar_route"]["attempts"][0] == ["cheap-small", "timeout"]
+    assert served[0].response_metadata["oscar_route"]["attempts"][:2] == [
+        ["cheap-small", "timeout"],
+        ["cheap-small", "timeout"],
+    ]
 
 
 def test_stream_fails_over_before_first_chunk_and_records_ttft():
@@ -353,3 +379,76 @@ def test_configuration_errors():
         RouterRunnable(routes=[], token_counter=len)
     with pytest.raises(ValueError):
         make_router(default_output_tokens=0)
+
+
+def test_retries_wait_with_backoff_and_retry_after_then_answer_on_the_same_route():
+    waits: list[float] = []
+    flaky = FlakyChat(reply="cheap after all", errors=[APIError(429, "slow down", retry_after=7)])
+    router = make_router(
+        routes=[
+            Route(name="cheap-small", runnable=flaky, model="cheap-small"),
+            Route(name="mid", runnable=fake("from mid"), model="mid"),
+        ],
+        retry=RetryPolicy(max_attempts=3, initial_backoff=0.5, jitter=0.0),
+        sleep=waits.append,
+    )
+    out = router.invoke("hi")
+    assert out.content == "cheap after all"
+    assert out.response_metadata["oscar_route"]["attempts"] == [
+        ["cheap-small", "rate_limit"],
+        ["cheap-small", "ok"],
+    ]
+    assert waits == [7.0]  # Retry-After beats the 0.5 s backoff
+    assert router.status()[0]["in_flight"] == 0
+
+
+async def test_context_overflow_skips_routes_whose_window_is_no_larger():
+    # a stated window is only an estimate against the backend's own tokenizer: the 400
+    # proves 8192 too small, so "mid" (also 8192) is skipped for "large" without a call
+    registry = ModelRegistry(
+        [
+            ModelInfo(name="a", context_window=8192, input_price=0.1),
+            ModelInfo(name="b", context_window=8192, input_price=1.0),
+            ModelInfo(name="c", context_window=128_000, input_price=5.0),
+        ]
+    )
+    overflowing = FlakyChat(errors=[context_overflow(), context_overflow()])
+    unused = FlakyChat(reply="never")
+    routes = [
+        Route(name="cheap", runnable=overflowing, model="a"),
+        Route(name="mid", runnable=unused, model="b"),
+        Route(name="large", runnable=fake("from large"), model="c"),
+    ]
+    for out in (
+        make_router(routes=routes, registry=registry).invoke("hi"),
+        await make_router(routes=routes, registry=registry).ainvoke("hi"),
+    ):
+        assert out.content == "from large"
+        meta = out.response_metadata["oscar_route"]
+        assert meta["attempts"] == [["cheap", "context_length"], ["large", "ok"]]
+    assert unused.calls == 0 and overflowing.calls == 2  # never retried
+
+
+def test_failover_off_makes_one_call_and_raises_its_error():
+    flaky = FlakyChat(errors=[APIError(503, "unavailable")])
+    routes = [
+        Route(name="cheap-small", runnable=flaky, model="cheap-small"),
+        Route(name="mid", runnable=fake("from mid"), model="mid"),
+    ]
+    with pytest.raises(APIError):
+        make_router(routes=routes, failover=False).invoke("hi")
+    assert flaky.calls == 1
+
+
+@pytest.mark.parametrize("use_async", [False, True])
+async def test_route_runs_are_children_of_the_router_run(use_async):
+    rec = Recorder()
+    router = make_router()
+    config = {"callbacks": [rec], "configurable": {"route_tags": []}}
+    if use_async:
+        await router.ainvoke("hi", config)
+    else:
+        router.invoke("hi", config)
+    (root, parent, _tags), (child, child_parent, child_tags) = rec.starts
+    assert parent is None and child_parent == root and child != root
+    assert "route:cheap-small" in child_tags
