@@ -312,14 +312,20 @@ def quality(
         }
         relevant.append(rel)
     questions = [r["question"] for r in rows]
-    modes = {
+    modes: dict[str, dict[str, Any]] = {
         "BM25-only": {"dense_weight": 0.0},
         "dense-only": {"bm25_weight": 0.0},
+        "hybrid (z-score fusion, the default)": {},
+        "hybrid (min-max score fusion)": {"fusion": "score"},
         "hybrid (RRF)": {"fusion": "rrf"},
-        "hybrid (score fusion)": {"fusion": "score"},
+        "hybrid (z-score, dense weight 0.5)": {"dense_weight": 0.5},
+        "hybrid (min-max, dense weight 0.5)": {"fusion": "score", "dense_weight": 0.5},
         "hybrid (RRF, dense weight 0.5)": {"fusion": "rrf", "dense_weight": 0.5},
-        "hybrid (score fusion, dense weight 0.5)": {"fusion": "score", "dense_weight": 0.5},
     }
+    corpus_of = [r["corpus"] for r in rows]
+    names = sorted(set(corpus_of))
+    per_corpus: dict[str, list[str]] = {}
+    plain: dict[str, np.ndarray[Any, Any]] = {}  # per-query (recall@5, nDCG@10)
     print(
         f"\n### {label}: {len(chunks)} chunks of {size} chars, {len(rows)} questions "
         f"(index built or loaded in {build:.1f} s)\n"
@@ -347,7 +353,35 @@ def quality(
                     optimizer.feedback(q, scores[-1][0])
             cells.append(f"{np.mean([s[0] for s in scores]):.3f}")
             cells.append(f"{np.mean([s[1] for s in scores]):.3f}")
+            if run == "plain":
+                plain[mode] = np.array(scores)
+            if run == "plain" and mode in list(modes)[:3]:
+                per_corpus[mode] = [
+                    "{:.3f} / {:.3f}".format(
+                        *np.mean([s for s, c in zip(scores, corpus_of, strict=True) if c == n], 0)
+                    )
+                    for n in names
+                ]
         print(f"| {mode} | " + " | ".join(cells) + " |")
+    counts = [sum(c == n for c in corpus_of) for n in names]
+    print("\nPer corpus, plain queries, recall@5 / nDCG@10:\n")
+    print(
+        "| mode | " + " | ".join(f"{n} ({c} q)" for n, c in zip(names, counts, strict=True)) + " |"
+    )
+    print("|---|" + "---|" * len(names))
+    for mode, cells in per_corpus.items():
+        print(f"| {mode} | " + " | ".join(cells) + " |")
+    print("\nHybrid minus BM25-only, plain queries (paired bootstrap over questions, 95% CI):\n")
+    print("| mode | recall@5 difference | nDCG@10 difference | nDCG@10 better / worse |")
+    print("|---|---|---|---|")
+    rng = np.random.default_rng(0)
+    resample = rng.integers(0, len(questions), (5000, len(questions)))
+    for mode in list(modes)[2:]:
+        diff = plain[mode] - plain["BM25-only"]
+        low, high = np.percentile(diff[resample].mean(axis=1), [2.5, 97.5], axis=0)
+        cells = [f"{diff[:, i].mean():+.3f} [{low[i]:+.3f}, {high[i]:+.3f}]" for i in (0, 1)]
+        better, worse = int((diff[:, 1] > 1e-9).sum()), int((diff[:, 1] < -1e-9).sum())
+        print(f"| {mode} | {cells[0]} | {cells[1]} | {better} / {worse} |")
 
 
 class MiniLMEmbeddings(Embeddings):

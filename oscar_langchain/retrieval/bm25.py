@@ -52,6 +52,7 @@ from oscar_langchain.errors import ConfigurationError, RetrievalError
 from oscar_langchain.retrieval._bm25_io import ARRAYS, check_consistent
 from oscar_langchain.retrieval._buffer import Buffer
 from oscar_langchain.retrieval.bm25_params import F64, BM25Params, Variant
+from oscar_langchain.retrieval.fusion import Hits, ScoreStats
 from oscar_langchain.retrieval.persist import (
     atomic_directory,
     load_array,
@@ -353,9 +354,35 @@ class BM25Index:
         Raises:
             ValueError: when ``k <= 0``.
         """
+        return self._search(tokens, k, allowed_ids, with_stats=False).ranking
+
+    def query(
+        self, tokens: Sequence[str], k: int, allowed_ids: Collection[str] | None = None
+    ) -> Hits:
+        """:meth:`search`, plus the query's score distribution over all live documents.
+
+        The mean and standard deviation feed
+        :func:`~oscar_langchain.retrieval.fusion.zscore_fusion`; ``stats.floor`` is 0
+        when fewer than ``k`` documents match (the rest score exactly 0).
+
+        Example:
+            >>> idx = BM25Index()
+            >>> idx.add(["a", "b"], [["cat"], ["dog"]])
+            >>> hits = idx.query(["cat"], k=1)
+            >>> [doc_id for doc_id, _ in hits.ranking], hits.stats.mean == hits.ranking[0][1] / 2
+            (['a'], True)
+        """
+        return self._search(tokens, k, allowed_ids, with_stats=True)
+
+    def _search(
+        self, tokens: Sequence[str], k: int, allowed_ids: Collection[str] | None, with_stats: bool
+    ) -> Hits:
         if k <= 0:
             raise ValueError(f"k must be > 0, got {k}")
         scores, ids, _, _ = self._raw_scores(tokens)
+        # Deleted documents score 0 (their weights are zeroed), so sums over all rows are
+        # sums over the live ones.
+        stats = ScoreStats.of(scores, self._n_live) if with_stats else ScoreStats(0.0, 0.0)
         candidates = np.flatnonzero(scores)
         if allowed_ids is not None:
             pos = self._pos
@@ -366,7 +393,10 @@ class BM25Index:
             candidates = candidates[np.argpartition(-scores[candidates], k - 1)[:k]]
         cand_scores = scores[candidates]
         order = np.lexsort((candidates, -cand_scores))
-        return [(ids[candidates[i]], float(cand_scores[i])) for i in order]
+        ranking = [(ids[candidates[i]], float(cand_scores[i])) for i in order]
+        if len(ranking) < k:  # every match returned: the others score exactly 0
+            stats = stats._replace(floor=0.0)
+        return Hits(ranking, stats)
 
     # -- persistence ---------------------------------------------------------------
     def save(self, path: str | os.PathLike[str]) -> None:
