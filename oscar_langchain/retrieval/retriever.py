@@ -50,7 +50,7 @@ from oscar_langchain.retrieval._retriever_util import (
     MetadataFilter,
     configured,
     matches,
-    stable_id,
+    prepare_documents,
     to_documents,
 )
 from oscar_langchain.retrieval.bm25 import BM25Index, BM25Params
@@ -178,24 +178,6 @@ class HybridRetriever(BaseRetriever):
     def __len__(self) -> int:
         return len(self._docs)
 
-    def _prepare(
-        self, documents: Sequence[Document], ids: Sequence[str] | None
-    ) -> tuple[list[str], list[Document]]:
-        if ids is not None and len(ids) != len(documents):
-            raise ValueError(f"ids has {len(ids)} entries but documents has {len(documents)}")
-        chosen = [
-            (ids[i] if ids is not None else None) or d.id or stable_id(d.page_content, d.metadata)
-            for i, d in enumerate(documents)
-        ]
-        last = {doc_id: i for i, doc_id in enumerate(chosen)}  # last duplicate wins
-        keep = sorted(last.values())
-        out_ids = [chosen[i] for i in keep]
-        docs = [
-            Document(documents[i].page_content, metadata=dict(documents[i].metadata), id=chosen[i])
-            for i in keep
-        ]
-        return out_ids, docs
-
     def _commit(self, ids: list[str], docs: list[Document], vectors: list[list[float]]) -> None:
         tokens = self.tokenizer.many(d.page_content for d in docs)
         with self._lock:
@@ -210,7 +192,7 @@ class HybridRetriever(BaseRetriever):
 
         Ids come from ``ids``, else ``Document.id``, else a hash of content and metadata.
         """
-        out_ids, docs = self._prepare(documents, ids)
+        out_ids, docs = prepare_documents(documents, ids)
         if docs:
             self._commit(
                 out_ids, docs, self.embeddings.embed_documents([d.page_content for d in docs])
@@ -221,7 +203,7 @@ class HybridRetriever(BaseRetriever):
         self, documents: Sequence[Document], ids: Sequence[str] | None = None
     ) -> list[str]:
         """Async form of :meth:`add_documents` (embeds with ``aembed_documents``)."""
-        out_ids, docs = self._prepare(documents, ids)
+        out_ids, docs = prepare_documents(documents, ids)
         if docs:
             vectors = await self.embeddings.aembed_documents([d.page_content for d in docs])
             await asyncio.to_thread(self._commit, out_ids, docs, vectors)
