@@ -19,7 +19,7 @@ def _context(docs: list[Document]) -> str:
 def run(ctx: DemoContext) -> None:
     """Index ``ctx.corpus``; per question show BM25, dense and fused hits, then answer."""
     out = ctx.out
-    out("== Hybrid retrieval (BM25 + embeddings, fused by normalised scores) ==")
+    out("== Hybrid retrieval (BM25 + embeddings, fused by z-scores) ==")
     retriever = HybridRetriever.from_documents(ctx.corpus, embeddings=ctx.embeddings, k=2)
     optimizer = QueryOptimizer(retriever=retriever, expansion_terms=3)
     out(

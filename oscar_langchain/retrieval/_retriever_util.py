@@ -10,7 +10,14 @@ from typing import Any
 from langchain_core.documents import Document
 from langchain_core.runnables import RunnableConfig
 
-__all__ = ["MetadataFilter", "configured", "matches", "stable_id", "to_documents"]
+__all__ = [
+    "MetadataFilter",
+    "configured",
+    "matches",
+    "prepare_documents",
+    "stable_id",
+    "to_documents",
+]
 
 MetadataFilter = Mapping[str, Any] | Callable[[Mapping[str, Any]], bool]
 """Equality on each key (a list/tuple/set value means "one of"), or a predicate."""
@@ -20,6 +27,30 @@ def stable_id(text: str, metadata: Mapping[str, Any]) -> str:
     """A deterministic id from a document's content and metadata."""
     blob = text + "\x00" + json.dumps(dict(metadata), sort_keys=True, default=str)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:32]
+
+
+def prepare_documents(
+    documents: Sequence[Document], ids: Sequence[str] | None
+) -> tuple[list[str], list[Document]]:
+    """Choose each document's id and copy it; of repeated ids the last document wins.
+
+    The id comes from ``ids``, else ``Document.id``, else :func:`stable_id`.
+
+    Raises:
+        ValueError: when ``ids`` and ``documents`` differ in length.
+    """
+    if ids is not None and len(ids) != len(documents):
+        raise ValueError(f"ids has {len(ids)} entries but documents has {len(documents)}")
+    chosen = [
+        (ids[i] if ids is not None else None) or d.id or stable_id(d.page_content, d.metadata)
+        for i, d in enumerate(documents)
+    ]
+    keep = sorted({doc_id: i for i, doc_id in enumerate(chosen)}.values())
+    docs = [
+        Document(documents[i].page_content, metadata=dict(documents[i].metadata), id=chosen[i])
+        for i in keep
+    ]
+    return [chosen[i] for i in keep], docs
 
 
 def matches(metadata: Mapping[str, Any], wanted: MetadataFilter) -> bool:

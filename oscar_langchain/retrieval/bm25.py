@@ -41,17 +41,17 @@ import os
 import threading
 from collections import Counter
 from collections.abc import Collection, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-from scipy import sparse
 
 from oscar_langchain.errors import ConfigurationError, RetrievalError
 from oscar_langchain.retrieval._bm25_io import ARRAYS, check_consistent
 from oscar_langchain.retrieval._buffer import Buffer
+from oscar_langchain.retrieval._segment import Segment
 from oscar_langchain.retrieval.bm25_params import F64, BM25Params, Variant
+from oscar_langchain.retrieval.fusion import Hits, ScoreStats
 from oscar_langchain.retrieval.persist import (
     atomic_directory,
     load_array,
@@ -64,46 +64,6 @@ from oscar_langchain.retrieval.persist import (
 __all__ = ["BM25Index", "BM25Params", "Variant"]
 
 _FORMAT = "oscar-bm25"
-
-
-@dataclass
-class _Segment:
-    """Postings of internal documents ``[start, stop)``, term-major (CSC)."""
-
-    start: int
-    stop: int
-    indptr: np.ndarray[Any, Any]
-    rows: np.ndarray[Any, Any]
-    tf: np.ndarray[Any, Any]
-    weights: F64 | None = None
-    version: int = -1
-
-    @property
-    def n_terms(self) -> int:
-        return len(self.indptr) - 1
-
-    def columns(self) -> np.ndarray[Any, Any]:
-        return np.repeat(np.arange(self.n_terms, dtype=np.int32), np.diff(self.indptr))
-
-    def score(self, terms: Sequence[int], counts: Sequence[int]) -> F64 | None:
-        weights = self.weights
-        assert weights is not None
-        rows, vals = [], []
-        for term, count in zip(terms, counts, strict=True):
-            if term >= self.n_terms:
-                continue
-            lo, hi = self.indptr[term], self.indptr[term + 1]
-            if lo == hi:
-                continue
-            rows.append(self.rows[lo:hi])
-            vals.append(weights[lo:hi] if count == 1 else weights[lo:hi] * count)
-        if not rows:
-            return None
-        size = self.stop - self.start
-        if len(rows) == 1:
-            return np.bincount(rows[0], vals[0], minlength=size).astype(np.float64, copy=False)
-        summed = np.bincount(np.concatenate(rows), np.concatenate(vals), size)
-        return summed.astype(np.float64, copy=False)
 
 
 class BM25Index:
@@ -139,7 +99,7 @@ class BM25Index:
         self._fwd_indptr.extend([0])
         self._fwd_terms = Buffer(np.int32)
         self._fwd_tfs = Buffer(np.int32)
-        self._segments: list[_Segment] = []
+        self._segments: list[Segment] = []
         self._n_live = 0
         self._total_len = 0
         self._version = 0
@@ -233,20 +193,9 @@ class BM25Index:
             prev = self._segments.pop()
             self._segments.append(self._build_segment(prev.start, last.stop))
 
-    def _build_segment(self, start: int, stop: int) -> _Segment:
-        indptr = self._fwd_indptr.view
-        lo, hi = int(indptr[start]), int(indptr[stop])
-        csr = sparse.csr_matrix(
-            (
-                self._fwd_tfs.view[lo:hi].astype(np.float64),
-                self._fwd_terms.view[lo:hi],
-                indptr[start : stop + 1] - lo,
-            ),
-            shape=(stop - start, len(self._terms)),
-        )
-        csc = csr.tocsc()
-        csc.sort_indices()
-        return _Segment(start, stop, csc.indptr, csc.indices.astype(np.int32), csc.data)
+    def _build_segment(self, start: int, stop: int) -> Segment:
+        forward = (self._fwd_indptr.view, self._fwd_terms.view, self._fwd_tfs.view)
+        return Segment.build(forward, start, stop, len(self._terms))
 
     def delete(self, ids: Collection[str]) -> None:
         """Remove documents by id.
@@ -299,7 +248,7 @@ class BM25Index:
             self._version += 1
 
     # -- scoring -------------------------------------------------------------------
-    def _snapshot(self) -> tuple[list[_Segment], list[str], int, F64]:
+    def _snapshot(self) -> tuple[list[Segment], list[str], int, F64]:
         """Materialise stale weights; return what a query needs, safe to use unlocked."""
         with self._lock:
             stale = [s for s in self._segments if s.version != self._version]
@@ -310,12 +259,8 @@ class BM25Index:
                 avgdl = self._total_len / self._n_live if self._n_live else 1.0
                 k1, b = self.params.k1, self.params.b
                 norm = k1 * (1 - b + b * self._doc_len.view / (avgdl or 1.0))
-                live = self._live.view
                 for seg in stale:
-                    rows = seg.rows.astype(np.int64) + seg.start
-                    weights = idf[seg.columns()] * self.params.tf_part(seg.tf, norm[rows])
-                    seg.weights = np.where(live[rows], weights, 0.0)
-                    seg.version = self._version
+                    seg.materialise(self.params, idf, norm, self._live.view, self._version)
             return list(self._segments), self._ids, len(self._ids), idf
 
     def _query_terms(self, tokens: Sequence[str]) -> tuple[list[int], list[int]]:
@@ -353,9 +298,35 @@ class BM25Index:
         Raises:
             ValueError: when ``k <= 0``.
         """
+        return self._search(tokens, k, allowed_ids, with_stats=False).ranking
+
+    def query(
+        self, tokens: Sequence[str], k: int, allowed_ids: Collection[str] | None = None
+    ) -> Hits:
+        """:meth:`search`, plus the query's score distribution over all live documents.
+
+        The mean and standard deviation feed
+        :func:`~oscar_langchain.retrieval.fusion.zscore_fusion`; ``stats.floor`` is 0
+        when fewer than ``k`` documents match (the rest score exactly 0).
+
+        Example:
+            >>> idx = BM25Index()
+            >>> idx.add(["a", "b"], [["cat"], ["dog"]])
+            >>> hits = idx.query(["cat"], k=1)
+            >>> [doc_id for doc_id, _ in hits.ranking], hits.stats.mean == hits.ranking[0][1] / 2
+            (['a'], True)
+        """
+        return self._search(tokens, k, allowed_ids, with_stats=True)
+
+    def _search(
+        self, tokens: Sequence[str], k: int, allowed_ids: Collection[str] | None, with_stats: bool
+    ) -> Hits:
         if k <= 0:
             raise ValueError(f"k must be > 0, got {k}")
         scores, ids, _, _ = self._raw_scores(tokens)
+        # Deleted documents score 0 (their weights are zeroed), so sums over all rows are
+        # sums over the live ones.
+        stats = ScoreStats.of(scores, self._n_live) if with_stats else ScoreStats(0.0, 0.0)
         candidates = np.flatnonzero(scores)
         if allowed_ids is not None:
             pos = self._pos
@@ -366,7 +337,10 @@ class BM25Index:
             candidates = candidates[np.argpartition(-scores[candidates], k - 1)[:k]]
         cand_scores = scores[candidates]
         order = np.lexsort((candidates, -cand_scores))
-        return [(ids[candidates[i]], float(cand_scores[i])) for i in order]
+        ranking = [(ids[candidates[i]], float(cand_scores[i])) for i in order]
+        if len(ranking) < k:  # every match returned: the others score exactly 0
+            stats = stats._replace(floor=0.0)
+        return Hits(ranking, stats)
 
     # -- persistence ---------------------------------------------------------------
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -428,7 +402,7 @@ class BM25Index:
         index._total_len = int(a["doc_len"].sum())
         if ids:
             index._segments = [
-                _Segment(
+                Segment(
                     0, len(ids), a["csc_indptr"], a["csc_rows"], a["csc_tf"], a["csc_weights"], 0
                 )
             ]

@@ -27,6 +27,7 @@ import numpy.typing as npt
 
 from oscar_langchain.errors import ConfigurationError, RetrievalError
 from oscar_langchain.retrieval._buffer import Buffer
+from oscar_langchain.retrieval.fusion import Hits, ScoreStats
 from oscar_langchain.retrieval.persist import (
     atomic_directory,
     load_array,
@@ -39,6 +40,7 @@ from oscar_langchain.retrieval.persist import (
 __all__ = ["DenseIndex"]
 
 _FORMAT = "oscar-dense"
+_NO_STATS = ScoreStats(0.0, 0.0)
 F32 = np.ndarray[Any, np.dtype[np.float32]]
 
 
@@ -47,6 +49,34 @@ def _normalise(vectors: npt.ArrayLike) -> F32:
     norms = np.linalg.norm(arr, axis=1, keepdims=True)
     out: F32 = np.divide(arr, norms, out=np.zeros_like(arr), where=norms > 0)
     return out
+
+
+def _mmr(
+    scores: F32,
+    matrix: F32,
+    candidates: np.ndarray[Any, Any],
+    ids: list[str],
+    *,
+    k: int,
+    fetch_k: int,
+    lambda_mult: float,
+) -> list[tuple[str, float]]:
+    """Greedy MMR over the ``max(fetch_k, k)`` most relevant candidates."""
+    pool_size = max(fetch_k, k)
+    if len(candidates) > pool_size:
+        candidates = candidates[np.argpartition(-scores[candidates], pool_size - 1)[:pool_size]]
+    pool = matrix[candidates]
+    relevance = scores[candidates]
+    chosen: list[int] = []
+    best_sim = np.full(len(candidates), -np.inf, dtype=np.float32)
+    while len(chosen) < min(k, len(candidates)):
+        redundancy = np.where(np.isinf(best_sim), 0.0, best_sim)
+        mmr = lambda_mult * relevance - (1 - lambda_mult) * redundancy
+        mmr[chosen] = -np.inf
+        pick = int(np.argmax(mmr))
+        chosen.append(pick)
+        best_sim = np.maximum(best_sim, pool @ pool[pick])
+    return [(ids[candidates[i]], float(relevance[i])) for i in chosen]
 
 
 class DenseIndex:
@@ -145,13 +175,14 @@ class DenseIndex:
             self._live = Buffer.wrap(np.ones(len(keep), np.bool_))
 
     def _scores(
-        self, query: npt.ArrayLike, allowed_ids: Collection[str] | None
-    ) -> tuple[F32, F32, np.ndarray[Any, Any], list[str]]:
+        self, query: npt.ArrayLike, allowed_ids: Collection[str] | None, with_stats: bool = False
+    ) -> tuple[F32, F32, np.ndarray[Any, Any], list[str], ScoreStats]:
         with self._lock:
             if self._matrix is None:
                 empty = np.zeros((0, 0), np.float32)
-                return np.zeros(0, np.float32), empty, np.zeros(0, np.int64), []
+                return np.zeros(0, np.float32), empty, np.zeros(0, np.int64), [], _NO_STATS
             matrix, live, ids = self._matrix.view, self._live.view, self._ids
+            all_live = self._n_live == len(live)
         q = _normalise(query)[0]
         if q.shape[0] != matrix.shape[1]:
             raise RetrievalError(
@@ -159,12 +190,15 @@ class DenseIndex:
                 "(were the index and the query embedded with the same model?)"
             )
         scores = matrix @ q
+        stats = _NO_STATS
+        if with_stats:
+            stats = ScoreStats.of(scores if all_live else scores[live[: len(scores)]])
         mask = live.copy()
         if allowed_ids is not None:
             allowed = np.zeros(len(mask), np.bool_)
             allowed[[p for d in allowed_ids if (p := self._pos.get(d, -1)) >= 0]] = True
             mask &= allowed[: len(mask)]
-        return scores, matrix, np.flatnonzero(mask), ids
+        return scores, matrix, np.flatnonzero(mask), ids, stats
 
     def search(
         self, query: npt.ArrayLike, k: int, allowed_ids: Collection[str] | None = None
@@ -175,13 +209,46 @@ class DenseIndex:
             ValueError: when ``k <= 0``.
             RetrievalError: when the query's dimension differs from the index's.
         """
+        return self.query(query, k, allowed_ids, with_stats=False).ranking
+
+    def query(
+        self,
+        query: npt.ArrayLike,
+        k: int,
+        allowed_ids: Collection[str] | None = None,
+        *,
+        mmr_lambda: float | None = None,
+        fetch_k: int = 20,
+        with_stats: bool = True,
+    ) -> Hits:
+        """:meth:`search` or :meth:`search_mmr`, plus the query's cosine distribution.
+
+        With ``mmr_lambda`` the ranking is MMR's over the ``fetch_k`` most similar
+        vectors. ``stats`` holds the mean and standard deviation of the query's cosines
+        over all live vectors (for :func:`~oscar_langchain.retrieval.fusion.zscore_fusion`;
+        zeros when ``with_stats`` is false).
+
+        Example:
+            >>> idx = DenseIndex()
+            >>> idx.add(["a", "b"], [[1.0, 0.0], [0.0, 1.0]])
+            >>> hits = idx.query([1.0, 0.0], k=1)
+            >>> hits.ranking, hits.stats.mean, hits.stats.std
+            ([('a', 1.0)], 0.5, 0.5)
+        """
         if k <= 0:
             raise ValueError(f"k must be > 0, got {k}")
-        scores, _, candidates, ids = self._scores(query, allowed_ids)
+        if mmr_lambda is not None and not 0.0 <= mmr_lambda <= 1.0:
+            raise ConfigurationError("lambda_mult", f"must be in [0, 1], got {mmr_lambda}")
+        scores, matrix, candidates, ids, stats = self._scores(query, allowed_ids, with_stats)
+        if mmr_lambda is not None:
+            return Hits(
+                _mmr(scores, matrix, candidates, ids, k=k, fetch_k=fetch_k, lambda_mult=mmr_lambda),
+                stats,
+            )
         if len(candidates) > k:
             candidates = candidates[np.argpartition(-scores[candidates], k - 1)[:k]]
         order = np.lexsort((candidates, -scores[candidates]))
-        return [(ids[candidates[i]], float(scores[candidates[i]])) for i in order]
+        return Hits([(ids[candidates[i]], float(scores[candidates[i]])) for i in order], stats)
 
     def search_mmr(
         self,
@@ -196,26 +263,10 @@ class DenseIndex:
         ``lambda_mult`` 1 is plain relevance, 0 is maximal diversity. Scores returned
         are the cosine similarities to the query.
         """
-        if k <= 0:
-            raise ValueError(f"k must be > 0, got {k}")
-        if not 0.0 <= lambda_mult <= 1.0:
-            raise ConfigurationError("lambda_mult", f"must be in [0, 1], got {lambda_mult}")
-        scores, matrix, candidates, ids = self._scores(query, allowed_ids)
-        if len(candidates) > max(fetch_k, k):
-            top = np.argpartition(-scores[candidates], max(fetch_k, k) - 1)
-            candidates = candidates[top[: max(fetch_k, k)]]
-        pool = matrix[candidates]
-        relevance = scores[candidates]
-        chosen: list[int] = []
-        best_sim = np.full(len(candidates), -np.inf, dtype=np.float32)
-        while len(chosen) < min(k, len(candidates)):
-            redundancy = np.where(np.isinf(best_sim), 0.0, best_sim)
-            mmr = lambda_mult * relevance - (1 - lambda_mult) * redundancy
-            mmr[chosen] = -np.inf
-            pick = int(np.argmax(mmr))
-            chosen.append(pick)
-            best_sim = np.maximum(best_sim, pool @ pool[pick])
-        return [(ids[candidates[i]], float(relevance[i])) for i in chosen]
+        hits = self.query(
+            query, k, allowed_ids, mmr_lambda=lambda_mult, fetch_k=fetch_k, with_stats=False
+        )
+        return hits.ranking
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the index to directory ``path`` atomically."""

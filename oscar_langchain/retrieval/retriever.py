@@ -3,7 +3,9 @@
 The LangChain shell over :mod:`~oscar_langchain.retrieval.bm25`,
 :mod:`~oscar_langchain.retrieval.dense` and :mod:`~oscar_langchain.retrieval.fusion`.
 Both sides run at once (a worker thread on the sync path, tasks on the async path)
-and are fused by weighted reciprocal rank fusion or normalised score combination.
+and are fused by a weighted sum of z-scores (each side's scores standardised by
+their distribution over the whole corpus), of min-max normalised scores, or by
+weighted reciprocal rank fusion.
 ``k``, the weights, the fusion method and a metadata filter can be chosen per call,
 as keyword arguments to ``invoke`` or as ``config={"configurable": {"search_kwargs":
 {...}}}``. A weight of 0 turns a side off: BM25-only and dense-only retrievers are
@@ -48,12 +50,12 @@ from oscar_langchain.retrieval._retriever_util import (
     MetadataFilter,
     configured,
     matches,
-    stable_id,
+    prepare_documents,
     to_documents,
 )
 from oscar_langchain.retrieval.bm25 import BM25Index, BM25Params
 from oscar_langchain.retrieval.dense import DenseIndex
-from oscar_langchain.retrieval.fusion import Fusion, Ranking, fuse
+from oscar_langchain.retrieval.fusion import Fusion, Hits, ScoreStats, fuse
 from oscar_langchain.retrieval.persist import (
     atomic_directory,
     read_json,
@@ -66,6 +68,7 @@ from oscar_langchain.retrieval.tokenize import Tokenizer
 __all__ = ["HybridRetriever", "MetadataFilter"]
 
 _FORMAT = "oscar-hybrid"
+_NO_HITS = Hits([], ScoreStats(0.0, 0.0))
 _EXECUTOR: ThreadPoolExecutor | None = None
 _EXECUTOR_LOCK = threading.Lock()
 
@@ -106,9 +109,11 @@ class HybridRetriever(BaseRetriever):
     """Weight of the BM25 ranking in the fusion (0 = dense-only)."""
     dense_weight: float = Field(default=1.0, ge=0.0)
     """Weight of the dense ranking in the fusion (0 = BM25-only)."""
-    fusion: Fusion = "score"
-    """``"score"`` (weighted sum of min-max normalised scores; the better of the two on
-    chunking_eval, as in Bruch et al. 2023) or ``"rrf"`` (weighted reciprocal rank fusion)."""
+    fusion: Fusion = "zscore"
+    """``"zscore"`` (weighted sum of z-scores against each side's score distribution over
+    the whole corpus for the query: the best of the three on chunking_eval, see
+    docs/bench_retriever.md), ``"score"`` (weighted sum of min-max normalised top-list
+    scores) or ``"rrf"`` (weighted reciprocal rank fusion)."""
     rrf_c: float = Field(default=60.0, ge=0.0)
     """The RRF constant ``c`` in ``w / (c + rank)``."""
     fetch_k: int = Field(default=50, gt=0)
@@ -173,24 +178,6 @@ class HybridRetriever(BaseRetriever):
     def __len__(self) -> int:
         return len(self._docs)
 
-    def _prepare(
-        self, documents: Sequence[Document], ids: Sequence[str] | None
-    ) -> tuple[list[str], list[Document]]:
-        if ids is not None and len(ids) != len(documents):
-            raise ValueError(f"ids has {len(ids)} entries but documents has {len(documents)}")
-        chosen = [
-            (ids[i] if ids is not None else None) or d.id or stable_id(d.page_content, d.metadata)
-            for i, d in enumerate(documents)
-        ]
-        last = {doc_id: i for i, doc_id in enumerate(chosen)}  # last duplicate wins
-        keep = sorted(last.values())
-        out_ids = [chosen[i] for i in keep]
-        docs = [
-            Document(documents[i].page_content, metadata=dict(documents[i].metadata), id=chosen[i])
-            for i in keep
-        ]
-        return out_ids, docs
-
     def _commit(self, ids: list[str], docs: list[Document], vectors: list[list[float]]) -> None:
         tokens = self.tokenizer.many(d.page_content for d in docs)
         with self._lock:
@@ -205,7 +192,7 @@ class HybridRetriever(BaseRetriever):
 
         Ids come from ``ids``, else ``Document.id``, else a hash of content and metadata.
         """
-        out_ids, docs = self._prepare(documents, ids)
+        out_ids, docs = prepare_documents(documents, ids)
         if docs:
             self._commit(
                 out_ids, docs, self.embeddings.embed_documents([d.page_content for d in docs])
@@ -216,7 +203,7 @@ class HybridRetriever(BaseRetriever):
         self, documents: Sequence[Document], ids: Sequence[str] | None = None
     ) -> list[str]:
         """Async form of :meth:`add_documents` (embeds with ``aembed_documents``)."""
-        out_ids, docs = self._prepare(documents, ids)
+        out_ids, docs = prepare_documents(documents, ids)
         if docs:
             vectors = await self.embeddings.aembed_documents([d.page_content for d in docs])
             await asyncio.to_thread(self._commit, out_ids, docs, vectors)
@@ -285,24 +272,24 @@ class HybridRetriever(BaseRetriever):
             allowed = {i for i, d in list(self._docs.items()) if matches(d.metadata, filter)}
         return k, wb, wd, allowed
 
-    def _bm25_side(self, query: str, fetch: int, allowed: set[str] | None) -> Ranking:
+    def _bm25_side(self, query: str, fetch: int, allowed: set[str] | None) -> Hits:
         tokens = self.tokenizer(query)
-        return self._bm25.search(tokens, fetch, allowed) if tokens else []
+        return self._bm25.query(tokens, fetch, allowed) if tokens else _NO_HITS
 
-    def _dense_search(self, vector: list[float], fetch: int, allowed: set[str] | None) -> Ranking:
-        if self.mmr:
-            return self._dense.search_mmr(vector, fetch, 2 * fetch, self.mmr_lambda, allowed)
-        return self._dense.search(vector, fetch, allowed)
+    def _dense_search(self, vector: list[float], fetch: int, allowed: set[str] | None) -> Hits:
+        mmr_lambda = self.mmr_lambda if self.mmr else None
+        return self._dense.query(vector, fetch, allowed, mmr_lambda=mmr_lambda, fetch_k=2 * fetch)
 
     def _finish(
         self,
-        rankings: tuple[Ranking, Ranking],
+        hits: tuple[Hits, Hits],
         weights: tuple[float, float],
         k: int,
         fusion: Fusion | None,
     ) -> tuple[list[Document], dict[str, Any]]:
         method = fusion or self.fusion
-        fused = fuse(method, rankings, weights, self.rrf_c)
+        rankings = (hits[0].ranking, hits[1].ranking)
+        fused = fuse(method, rankings, weights, self.rrf_c, (hits[0].stats, hits[1].stats))
         docs = self._docs
         attributes = {
             "oscar.retrieval.fusion": method,
@@ -332,9 +319,9 @@ class HybridRetriever(BaseRetriever):
             embed = self.embeddings.embed_query
             future = _executor().submit(lambda: self._dense_search(embed(query), fetch, allowed))
         try:
-            sparse_hits = self._bm25_side(query, fetch, allowed) if wb else []
+            sparse_hits = self._bm25_side(query, fetch, allowed) if wb else _NO_HITS
         finally:
-            dense_hits = future.result() if future is not None else []
+            dense_hits = future.result() if future is not None else _NO_HITS
         found, attributes = self._finish((sparse_hits, dense_hits), (wb, wd), k, fusion)
         run_manager.get_child().on_custom_event(
             ANNOTATION_EVENT, attributes, run_id=run_manager.run_id
@@ -355,14 +342,16 @@ class HybridRetriever(BaseRetriever):
         k, wb, wd, allowed = self._plan(query, k, bm25_weight, dense_weight, filter)
         fetch = max(self.fetch_k, k) if wb and wd else k
 
-        async def dense() -> Ranking:
+        async def dense() -> Hits:
             if not wd:
-                return []
+                return _NO_HITS
             vector = await self.embeddings.aembed_query(query)
             return await asyncio.to_thread(self._dense_search, vector, fetch, allowed)
 
-        async def sparse() -> Ranking:
-            return await asyncio.to_thread(self._bm25_side, query, fetch, allowed) if wb else []
+        async def sparse() -> Hits:
+            if not wb:
+                return _NO_HITS
+            return await asyncio.to_thread(self._bm25_side, query, fetch, allowed)
 
         sparse_hits, dense_hits = await asyncio.gather(sparse(), dense())
         found, attributes = self._finish((sparse_hits, dense_hits), (wb, wd), k, fusion)

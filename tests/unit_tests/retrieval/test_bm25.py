@@ -257,3 +257,19 @@ def test_bad_parameters_in_manifest(tmp_path: Path) -> None:
     (path / "manifest.json").write_text("{not json")
     with pytest.raises(RetrievalError, match="cannot read"):
         BM25Index.load(path)
+
+
+def test_query_stats_describe_all_live_documents() -> None:
+    docs = _corpus(200, seed=5)
+    index = BM25Index(compact_ratio=0.9)  # deleted rows stay stored: stats must skip them
+    index.add(_ids(200), docs)
+    index.delete(_ids(30))
+    for q in QUERIES:
+        hits = index.query(q, 5)
+        scores = index.get_scores(q)  # lucene: the live documents' raw scores
+        assert hits.ranking == index.search(q, 5)
+        assert hits.stats.mean == pytest.approx(scores.mean(), abs=1e-12)
+        assert hits.stats.std == pytest.approx(scores.std(), abs=1e-9)
+        assert hits.stats.floor is None  # a truncated list: the floor is its last score
+    rare = index.query(["w199"], 50)  # fewer matches than k: the others score exactly 0
+    assert 0 < len(rare.ranking) < 50 and rare.stats.floor == 0.0

@@ -10,7 +10,13 @@ import pytest
 from oscar_langchain.errors import ConfigurationError, RetrievalError
 from oscar_langchain.retrieval._buffer import Buffer
 from oscar_langchain.retrieval.dense import DenseIndex
-from oscar_langchain.retrieval.fusion import fuse, score_fusion, weighted_rrf
+from oscar_langchain.retrieval.fusion import (
+    ScoreStats,
+    fuse,
+    score_fusion,
+    weighted_rrf,
+    zscore_fusion,
+)
 from oscar_langchain.retrieval.persist import atomic_directory
 from oscar_langchain.retrieval.tokenize import Tokenizer, light_stem
 
@@ -83,6 +89,26 @@ def test_dense_mmr_diversifies() -> None:
         index.search_mmr([1.0, 0.0], k=0)
 
 
+def test_dense_query_stats_and_mmr() -> None:
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(40, 8))
+    index = DenseIndex(compact_ratio=1.0)  # deleted rows stay stored: stats must skip them
+    index.add([str(i) for i in range(40)], vectors)
+    index.delete([str(i) for i in range(10)])
+    q = rng.normal(size=8)
+    unit = vectors[10:] / np.linalg.norm(vectors[10:], axis=1, keepdims=True)
+    cosines = unit @ (q / np.linalg.norm(q))
+    hits = index.query(q, 3)
+    assert hits.ranking == index.search(q, 3)
+    assert hits.stats.mean == pytest.approx(cosines.mean(), abs=1e-6)
+    assert hits.stats.std == pytest.approx(cosines.std(), abs=1e-6)
+    mmr = index.query(q, 3, mmr_lambda=0.3, fetch_k=10)
+    assert mmr.ranking == index.search_mmr(q, 3, fetch_k=10, lambda_mult=0.3)
+    assert mmr.stats == hits.stats
+    assert index.query(q, 3, with_stats=False).stats == (0.0, 0.0, None)
+    assert DenseIndex().query(q, 3) == ([], (0.0, 0.0, None))
+
+
 def test_dense_save_load(tmp_path: Path) -> None:
     index = DenseIndex()
     index.add(["a", "b", "c"], [[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
@@ -119,6 +145,32 @@ def test_fusion() -> None:
         score_fusion([a], [-1.0])
     with pytest.raises(ValueError, match="c must"):
         weighted_rrf([a], [1.0], c=-1)
+
+
+def test_zscore_fusion() -> None:
+    a = [("x", 9.0), ("y", 5.0)]
+    b = [("y", 0.8), ("z", 0.7)]
+    stats = [ScoreStats(1.0, 2.0), ScoreStats(0.5, 0.1)]
+    # x: 4 + dense floor 2; y: 2 + 3; z: bm25 floor 2 + 2.
+    fused = zscore_fusion([a, b], [1.0, 1.0], stats)
+    assert fused == [
+        ("x", pytest.approx(6.0)),
+        ("y", pytest.approx(5.0)),
+        ("z", pytest.approx(4.0)),
+    ]
+    # A known floor (every BM25 match returned, the rest score 0) replaces the last score.
+    known = zscore_fusion([a, b], [1.0, 1.0], [ScoreStats(1.0, 2.0, floor=0.0), stats[1]])
+    assert dict(known)["z"] == pytest.approx(-0.5 + 2.0)
+    assert [d for d, _ in zscore_fusion([a, b], [1.0, 0.0], stats)] == ["x", "y", "z"]
+    flat = zscore_fusion([a, b], [1.0, 1.0], [ScoreStats(1.0, 0.0), stats[1]])  # no spread
+    assert [d for d, _ in flat] == ["y", "x", "z"]  # x gets the dense floor: ties z, seen first
+    assert fuse("zscore", [a, b], [1.0, 1.0], stats=stats) == fused
+    assert ScoreStats.of(np.array([1.0, 3.0]), n=4)[:2] == (1.0, pytest.approx(1.5**0.5))
+    assert ScoreStats.of(np.zeros(0)) == (0.0, 0.0, None)
+    with pytest.raises(ValueError, match="needs the score stats"):
+        fuse("zscore", [a], [1.0])
+    with pytest.raises(ValueError, match="score stats"):
+        zscore_fusion([a, b], [1.0, 1.0], stats[:1])
 
 
 def test_atomic_directory_requires_manifest(tmp_path: Path) -> None:

@@ -265,3 +265,22 @@ async def test_runs_are_annotated(retriever: HybridRetriever) -> None:
     assert rec.events[0]["oscar.retrieval.fusion"] == "score"
     assert rec.events[1]["oscar.retrieval.dense_hits"] == 0
     assert rec.events[1]["oscar.retrieval.bm25_hits"] >= 1
+    assert rec.events[1]["oscar.retrieval.fusion"] == "zscore"  # the default
+
+
+def test_zscore_fusion_keeps_a_lone_bm25_match_on_top() -> None:
+    class Fixed(Embeddings):
+        """Document i is basis vector i; the query leans to the dogs document."""
+
+        def embed_documents(self, texts: list[str]) -> list[list[float]]:
+            return [[float(i == TEXTS.index(t)) for i in range(6)] for t in texts]
+
+        def embed_query(self, text: str) -> list[float]:
+            return [0.9, 1.0, 0.0, 0.0, 0.0, 0.0]
+
+    r = HybridRetriever.from_texts(TEXTS, embeddings=Fixed(), k=2)
+    assert r.invoke("purr", bm25_weight=0)[0].page_content.startswith("Dogs")
+    # "purr" matches only the cats document and BM25 returned every match, so the
+    # others are known to score 0 there: they get that z-score, not the cats one's.
+    assert r.invoke("purr")[0].page_content.startswith("Cats")
+    assert r.invoke("purr", fusion="score")[0].page_content.startswith("Cats")
