@@ -92,6 +92,7 @@ def score(
         matrix /= np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
         per_corpus[name] = (matrix, [COUNTER.count(c) for c in contents])
     recalls, precisions, ious = [], [], []
+    corpus_of: list[str] = []
     for q in questions:
         text = texts[q["corpus"]]
         spans = chunks[q["corpus"]]
@@ -116,17 +117,31 @@ def score(
         recalls.append(inter / max(1, int(relevant.sum())))
         precisions.append(inter / max(1, int(retrieved.sum())))
         ious.append(inter / max(1, union))
-    return {
+        corpus_of.append(q["corpus"])
+    out = {
         "recall": 100 * float(np.mean(recalls)),
         "precision": 100 * float(np.mean(precisions)),
         "iou": 100 * float(np.mean(ious)),
     }
+    names = np.asarray(corpus_of)
+    for name in chunks:  # per-corpus breakdown: "recall/<corpus>", "iou/<corpus>"
+        mask = names == name
+        if mask.any():
+            out[f"recall/{name}"] = 100 * float(np.mean(np.asarray(recalls)[mask]))
+            out[f"iou/{name}"] = 100 * float(np.mean(np.asarray(ious)[mask]))
+    return out
 
 
 def matched(
-    make: Callable[[int], SplitFn], texts: dict[str, str], target: int, lo: int, hi: int, steps: int
+    make: Callable[[int], SplitFn],
+    texts: dict[str, str],
+    target: int,
+    lo: int,
+    hi: int,
+    steps: int,
+    tolerance: float = 0.03,
 ) -> tuple[int, dict[str, list[Span]], float]:
-    """Bisect an integer knob so that the mean chunk size is close to ``target`` tokens."""
+    """Bisect an integer knob so that the mean chunk size is within ``tolerance`` of ``target``."""
     best = None
     for _ in range(steps):
         mid = (lo + hi) // 2
@@ -138,7 +153,7 @@ def matched(
             lo = mid + 1
         else:
             hi = mid - 1
-        if lo > hi or abs(size - target) <= 0.03 * target:
+        if lo > hi or abs(size - target) <= tolerance * target:
             break
     assert best is not None
     return best
@@ -151,8 +166,25 @@ def main() -> None:
     parser.add_argument("--targets", type=int, nargs="*", default=[200, 400])
     parser.add_argument("--corpora", nargs="*", default=None, help="subset of corpus ids")
     parser.add_argument("--only", nargs="*", default=None, help="subset of splitters")
-    parser.add_argument("--steps", type=int, default=6, help="bisection steps for matched sizes")
+    parser.add_argument("--steps", type=int, default=10, help="bisection steps for matched sizes")
+    parser.add_argument(
+        "--tolerance", type=float, default=0.01, help="matched mean size within this fraction"
+    )
+    parser.add_argument(
+        "--ours-option",
+        nargs="*",
+        default=[],
+        metavar="FIELD=JSON",
+        help="extra SemanticTextSplitter settings for our rows, e.g. baseline=0.05",
+    )
+    parser.add_argument("--per-corpus", action="store_true", help="also print recall per corpus")
     parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        help="on-disk embedding cache (default for minilm: /tmp/oscar_splitter_emb/minilm)",
+    )
     args = parser.parse_args()
     if not (args.data / "questions.csv").exists():
         print(f"[skip] chunking-eval data not found at {args.data}")
@@ -160,7 +192,11 @@ def main() -> None:
     base = embeddings_named(args.embeddings)
     if base is None:
         return
-    emb = CachedEmbeddings(base)
+    cache = args.cache
+    if cache is None and args.embeddings == "minilm":
+        cache = Path("/tmp/oscar_splitter_emb/minilm")
+    emb = CachedEmbeddings(base, cache)
+    extra = {k: json.loads(v) for k, v in (o.split("=", 1) for o in args.ours_option)}
     texts, questions = load(args.data, args.corpora)
     print(
         f"corpora: {', '.join(texts)} ({sum(map(len, texts.values())):,} chars), "
@@ -173,18 +209,26 @@ def main() -> None:
         size = mean_tokens(chunks, texts)
         metrics = score(chunks, texts, questions, emb, args.budget)
         rows.append((name, setting, size, metrics, seconds))
+        emb.save()
         print(
             f"{name:<28} {setting:<26} mean {size:6.1f} tok  "
             f"recall {metrics['recall']:5.1f}  precision {metrics['precision']:5.2f}  "
             f"IoU {metrics['iou']:5.2f}  ({seconds:.0f}s)",
             flush=True,
         )
+        if args.per_corpus:
+            parts = [
+                f"{k.split('/')[1]} {metrics[k]:.1f}/{metrics['iou/' + k.split('/')[1]]:.2f}"
+                for k in metrics
+                if k.startswith("recall/")
+            ]
+            print("    recall/IoU per corpus: " + ", ".join(parts), flush=True)
 
     def want(name: str) -> bool:
         return args.only is None or name in args.only
 
     recommended: list[tuple[str, str, Callable[[], SplitFn]]] = [
-        ("ours", "defaults (max 400, optimal)", lambda: ours(emb)),
+        ("ours", "defaults (max 400, optimal)", lambda: ours(emb, **extra)),
         ("recursive", "1000 chars, overlap 200", lambda: recursive(1000, 200, tokens=False)),
         ("lc_semantic", "defaults (percentile 95)", lambda: lc_semantic(emb)),
         ("chonkie", "defaults (threshold 0.8)", lambda: chonkie_semantic(emb)),
@@ -198,12 +242,15 @@ def main() -> None:
     def fit(
         knob: str, make: Callable[[int], SplitFn], t: int, lo: int, hi: int
     ) -> tuple[str, dict[str, list[Span]]]:
-        value, chunks, _ = matched(make, texts, t, lo, hi, args.steps)
+        value, chunks, _ = matched(make, texts, t, lo, hi, args.steps, args.tolerance)
         return f"{knob}={value}", chunks
 
     def knobs_for(t: int) -> list[tuple[str, Callable[[], tuple[str, dict[str, list[Span]]]]]]:
         return [
-            ("ours", lambda: fit("max_tokens", lambda k: ours(emb, max_tokens=k), t, t, 2 * t)),
+            (
+                "ours",
+                lambda: fit("max_tokens", lambda k: ours(emb, max_tokens=k, **extra), t, t, 3 * t),
+            ),
             (
                 "recursive",
                 lambda: fit("chunk_size", lambda k: recursive(k, 0, tokens=True), t, t, 2 * t),
@@ -215,11 +262,11 @@ def main() -> None:
             (
                 "chonkie",
                 lambda: fit(
-                    f"chunk_size={2 * t}, threshold=1-k/100, k",
-                    lambda k: chonkie_semantic(emb, chunk_size=2 * t, threshold=1 - k / 100),
+                    f"chunk_size={2 * t}, threshold=1-k/1000, k",
+                    lambda k: chonkie_semantic(emb, chunk_size=2 * t, threshold=1 - k / 1000),
                     t,
                     1,
-                    99,
+                    999,
                 ),
             ),
         ]
