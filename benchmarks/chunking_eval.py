@@ -166,9 +166,9 @@ def main() -> None:
     parser.add_argument("--targets", type=int, nargs="*", default=[200, 400])
     parser.add_argument("--corpora", nargs="*", default=None, help="subset of corpus ids")
     parser.add_argument("--only", nargs="*", default=None, help="subset of splitters")
-    parser.add_argument("--steps", type=int, default=10, help="bisection steps for matched sizes")
+    parser.add_argument("--steps", type=int, default=12, help="bisection steps for matched sizes")
     parser.add_argument(
-        "--tolerance", type=float, default=0.01, help="matched mean size within this fraction"
+        "--tolerance", type=float, default=0.005, help="matched mean size within this fraction"
     )
     parser.add_argument(
         "--ours-option",
@@ -176,6 +176,12 @@ def main() -> None:
         default=[],
         metavar="FIELD=JSON",
         help="extra SemanticTextSplitter settings for our rows, e.g. baseline=0.05",
+    )
+    parser.add_argument(
+        "--spread",
+        type=int,
+        default=2,
+        help="matched rows average the knob values within +-spread of the match (0: one value)",
     )
     parser.add_argument("--per-corpus", action="store_true", help="also print recall per corpus")
     parser.add_argument("--data", type=Path, default=DATA)
@@ -208,8 +214,13 @@ def main() -> None:
     def run(name: str, setting: str, chunks: dict[str, list[Span]], seconds: float) -> None:
         size = mean_tokens(chunks, texts)
         metrics = score(chunks, texts, questions, emb, args.budget)
-        rows.append((name, setting, size, metrics, seconds))
         emb.save()
+        report(name, setting, size, metrics, seconds)
+
+    def report(
+        name: str, setting: str, size: float, metrics: dict[str, float], seconds: float
+    ) -> None:
+        rows.append((name, setting, size, metrics, seconds))
         print(
             f"{name:<28} {setting:<26} mean {size:6.1f} tok  "
             f"recall {metrics['recall']:5.1f}  precision {metrics['precision']:5.2f}  "
@@ -239,45 +250,56 @@ def main() -> None:
             chunks = chunk_all(make(), texts)
             run(name, setting, chunks, time.perf_counter() - t0)
 
-    def fit(
-        knob: str, make: Callable[[int], SplitFn], t: int, lo: int, hi: int
-    ) -> tuple[str, dict[str, list[Span]]]:
-        value, chunks, _ = matched(make, texts, t, lo, hi, args.steps, args.tolerance)
-        return f"{knob}={value}", chunks
+    def centre(make: Callable[[int], SplitFn], t: int, lo: int, hi: int) -> Callable[[], int]:
+        return lambda: matched(make, texts, t, lo, hi, args.steps, args.tolerance)[0]
 
-    def knobs_for(t: int) -> list[tuple[str, Callable[[], tuple[str, dict[str, list[Span]]]]]]:
+    def knobs_for(t: int) -> list[tuple[str, str, Callable[[int], SplitFn], Callable[[], int]]]:
+        def mine(k: int) -> SplitFn:
+            return ours(emb, max_tokens=k, **extra)
+
+        def rec(k: int) -> SplitFn:
+            return recursive(k, 0, tokens=True)
+
+        def chonk(k: int) -> SplitFn:
+            return chonkie_semantic(emb, chunk_size=2 * t, threshold=1 - k / 1000)
+
         return [
-            (
-                "ours",
-                lambda: fit("max_tokens", lambda k: ours(emb, max_tokens=k, **extra), t, t, 3 * t),
-            ),
-            (
-                "recursive",
-                lambda: fit("chunk_size", lambda k: recursive(k, 0, tokens=True), t, t, 2 * t),
-            ),
+            ("ours", "max_tokens", mine, centre(mine, t, t, 3 * t)),
+            ("recursive", "chunk_size", rec, centre(rec, t, t, 2 * t)),
             (
                 "lc_semantic",
-                lambda: (f"number_of_chunks=tokens/{t}", chunk_all(lc_semantic(emb, t), texts)),
+                "number_of_chunks=tokens/k, k",
+                lambda k: lc_semantic(emb, k),
+                lambda: t,
             ),
             (
                 "chonkie",
-                lambda: fit(
-                    f"chunk_size={2 * t}, threshold=1-k/1000, k",
-                    lambda k: chonkie_semantic(emb, chunk_size=2 * t, threshold=1 - k / 1000),
-                    t,
-                    1,
-                    999,
-                ),
+                f"chunk_size={2 * t}, threshold=1-k/1000, k",
+                chonk,
+                centre(chonk, t, 1, 999),
             ),
         ]
 
     for target in args.targets:
-        knobs = knobs_for(target)
-        for name, fitted in knobs:
-            if want(name):
-                t0 = time.perf_counter()
-                setting, chunks = fitted()
-                run(name, f"~{target} tok: {setting}", chunks, time.perf_counter() - t0)
+        for name, knob, make, find in knobs_for(target):
+            if not want(name):
+                continue
+            t0 = time.perf_counter()
+            value = find()
+            values = [value + d for d in range(-args.spread, args.spread + 1)]
+            found = [chunk_all(make(v), texts) for v in values]
+            sizes = [mean_tokens(c, texts) for c in found]
+            scored = [score(c, texts, questions, emb, args.budget) for c in found]
+            emb.save()
+            metrics = {k: float(np.mean([m[k] for m in scored])) for k in scored[0]}
+            recalls = [m["recall"] for m in scored]
+            setting = f"~{target} tok: {knob}={value}"
+            if args.spread:
+                setting = (
+                    f"~{target} tok: {knob}={value}±{args.spread} "
+                    f"(recall {min(recalls):.1f}-{max(recalls):.1f})"
+                )
+            report(name, setting, float(np.mean(sizes)), metrics, time.perf_counter() - t0)
 
     print("\n| splitter | setting | mean tokens | recall | precision | IoU |")
     print("|---|---|---:|---:|---:|---:|")
