@@ -59,6 +59,11 @@ class SpanCounter:
     Args:
         text: the text whose spans are counted.
         counter: the tiktoken-based counter to agree with.
+
+    Example:
+        >>> from oscar_langchain.tokens import TokenCounter
+        >>> SpanCounter("Hello big world. Bye.", TokenCounter()).count([(0, 17), (17, 21)])
+        [5, 2]
     """
 
     def __init__(self, text: str, counter: TokenCounter) -> None:

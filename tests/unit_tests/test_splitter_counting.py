@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -57,3 +58,14 @@ def test_large_text_counts_on_a_thread_and_keeps_the_limit() -> None:
     )
     assert "".join(text[c.start : c.end] for c in chunks) == text
     assert all(c.tokens == COUNTER.count(text[c.start : c.end]) <= 50 for c in chunks)
+
+
+def test_a_span_length_returning_the_wrong_number_of_counts_is_an_error() -> None:
+    with pytest.raises(ValueError, match="span_length"):
+        chunk_text(
+            "One two. Three four.",
+            lambda ts: [[1.0, 0.0]] * len(ts),
+            ChunkerConfig(max_tokens=8),
+            COUNTER.count,
+            span_length=lambda t: lambda spans: [1],
+        )
