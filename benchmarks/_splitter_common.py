@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -28,22 +31,56 @@ COUNTER = TokenCounter()
 
 
 class CachedEmbeddings(Embeddings):
-    """Memoises an Embeddings by text, so that repeated settings do not re-embed."""
+    """Memoises an Embeddings by text, so that repeated settings do not re-embed.
 
-    def __init__(self, inner: Embeddings) -> None:
+    With ``path``, vectors also persist on disk between runs, keyed by the SHA-1 of the
+    text (``keys.json`` + ``vectors.npy``, no pickle); :meth:`save` writes what is new.
+    """
+
+    def __init__(self, inner: Embeddings, path: Path | None = None) -> None:
         self.inner = inner
         self.cache: dict[str, np.ndarray] = {}
+        self.path = path
+        self._stored: dict[str, np.ndarray] = {}
+        self._dirty = False
+        if path is not None and (path / "keys.json").exists():
+            keys = json.loads((path / "keys.json").read_text(encoding="utf-8"))
+            vectors = np.load(path / "vectors.npy", allow_pickle=False)
+            self._stored = dict(zip(keys, vectors, strict=True))
+
+    @staticmethod
+    def _key(text: str) -> str:
+        return hashlib.sha1(text.encode("utf-8")).hexdigest()
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        for text in texts:
+            if text not in self.cache and (vec := self._stored.get(self._key(text))) is not None:
+                self.cache[text] = vec
         missing = list(dict.fromkeys(t for t in texts if t not in self.cache))
         for at in range(0, len(missing), 256):
             batch = missing[at : at + 256]
             for text, vec in zip(batch, self.inner.embed_documents(batch), strict=True):
                 self.cache[text] = np.asarray(vec, dtype=np.float32)
+                if self.path is not None:
+                    self._stored[self._key(text)] = self.cache[text]
+                    self._dirty = True
         return [self.cache[t] for t in texts]  # type: ignore[misc]
 
     def embed_query(self, text: str) -> list[float]:
         return self.embed_documents([text])[0]
+
+    def save(self) -> None:
+        """Write the on-disk cache (atomically) when vectors were added."""
+        if self.path is None or not self._dirty:
+            return
+        self.path.mkdir(parents=True, exist_ok=True)
+        keys = list(self._stored)
+        tmp_keys, tmp_vec = self.path / "keys.json.tmp", self.path / "vectors.tmp.npy"
+        tmp_keys.write_text(json.dumps(keys), encoding="utf-8")
+        np.save(tmp_vec, np.stack([self._stored[k] for k in keys]), allow_pickle=False)
+        os.replace(tmp_vec, self.path / "vectors.npy")
+        os.replace(tmp_keys, self.path / "keys.json")
+        self._dirty = False
 
 
 class MiniLMEmbeddings(Embeddings):

@@ -92,6 +92,7 @@ def score(
         matrix /= np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
         per_corpus[name] = (matrix, [COUNTER.count(c) for c in contents])
     recalls, precisions, ious = [], [], []
+    corpus_of: list[str] = []
     for q in questions:
         text = texts[q["corpus"]]
         spans = chunks[q["corpus"]]
@@ -116,17 +117,31 @@ def score(
         recalls.append(inter / max(1, int(relevant.sum())))
         precisions.append(inter / max(1, int(retrieved.sum())))
         ious.append(inter / max(1, union))
-    return {
+        corpus_of.append(q["corpus"])
+    out = {
         "recall": 100 * float(np.mean(recalls)),
         "precision": 100 * float(np.mean(precisions)),
         "iou": 100 * float(np.mean(ious)),
     }
+    names = np.asarray(corpus_of)
+    for name in chunks:  # per-corpus breakdown: "recall/<corpus>", "iou/<corpus>"
+        mask = names == name
+        if mask.any():
+            out[f"recall/{name}"] = 100 * float(np.mean(np.asarray(recalls)[mask]))
+            out[f"iou/{name}"] = 100 * float(np.mean(np.asarray(ious)[mask]))
+    return out
 
 
 def matched(
-    make: Callable[[int], SplitFn], texts: dict[str, str], target: int, lo: int, hi: int, steps: int
+    make: Callable[[int], SplitFn],
+    texts: dict[str, str],
+    target: int,
+    lo: int,
+    hi: int,
+    steps: int,
+    tolerance: float = 0.03,
 ) -> tuple[int, dict[str, list[Span]], float]:
-    """Bisect an integer knob so that the mean chunk size is close to ``target`` tokens."""
+    """Bisect an integer knob so that the mean chunk size is within ``tolerance`` of ``target``."""
     best = None
     for _ in range(steps):
         mid = (lo + hi) // 2
@@ -138,7 +153,7 @@ def matched(
             lo = mid + 1
         else:
             hi = mid - 1
-        if lo > hi or abs(size - target) <= 0.03 * target:
+        if lo > hi or abs(size - target) <= tolerance * target:
             break
     assert best is not None
     return best
@@ -151,8 +166,31 @@ def main() -> None:
     parser.add_argument("--targets", type=int, nargs="*", default=[200, 400])
     parser.add_argument("--corpora", nargs="*", default=None, help="subset of corpus ids")
     parser.add_argument("--only", nargs="*", default=None, help="subset of splitters")
-    parser.add_argument("--steps", type=int, default=6, help="bisection steps for matched sizes")
+    parser.add_argument("--steps", type=int, default=12, help="bisection steps for matched sizes")
+    parser.add_argument(
+        "--tolerance", type=float, default=0.005, help="matched mean size within this fraction"
+    )
+    parser.add_argument(
+        "--ours-option",
+        nargs="*",
+        default=[],
+        metavar="FIELD=JSON",
+        help="extra SemanticTextSplitter settings for our rows, e.g. baseline=0.05",
+    )
+    parser.add_argument(
+        "--spread",
+        type=int,
+        default=2,
+        help="matched rows average the knob values within +-spread of the match (0: one value)",
+    )
+    parser.add_argument("--per-corpus", action="store_true", help="also print recall per corpus")
     parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        help="on-disk embedding cache (default for minilm: /tmp/oscar_splitter_emb/minilm)",
+    )
     args = parser.parse_args()
     if not (args.data / "questions.csv").exists():
         print(f"[skip] chunking-eval data not found at {args.data}")
@@ -160,7 +198,11 @@ def main() -> None:
     base = embeddings_named(args.embeddings)
     if base is None:
         return
-    emb = CachedEmbeddings(base)
+    cache = args.cache
+    if cache is None and args.embeddings == "minilm":
+        cache = Path("/tmp/oscar_splitter_emb/minilm")
+    emb = CachedEmbeddings(base, cache)
+    extra = {k: json.loads(v) for k, v in (o.split("=", 1) for o in args.ours_option)}
     texts, questions = load(args.data, args.corpora)
     print(
         f"corpora: {', '.join(texts)} ({sum(map(len, texts.values())):,} chars), "
@@ -172,6 +214,12 @@ def main() -> None:
     def run(name: str, setting: str, chunks: dict[str, list[Span]], seconds: float) -> None:
         size = mean_tokens(chunks, texts)
         metrics = score(chunks, texts, questions, emb, args.budget)
+        emb.save()
+        report(name, setting, size, metrics, seconds)
+
+    def report(
+        name: str, setting: str, size: float, metrics: dict[str, float], seconds: float
+    ) -> None:
         rows.append((name, setting, size, metrics, seconds))
         print(
             f"{name:<28} {setting:<26} mean {size:6.1f} tok  "
@@ -179,12 +227,19 @@ def main() -> None:
             f"IoU {metrics['iou']:5.2f}  ({seconds:.0f}s)",
             flush=True,
         )
+        if args.per_corpus:
+            parts = [
+                f"{k.split('/')[1]} {metrics[k]:.1f}/{metrics['iou/' + k.split('/')[1]]:.2f}"
+                for k in metrics
+                if k.startswith("recall/")
+            ]
+            print("    recall/IoU per corpus: " + ", ".join(parts), flush=True)
 
     def want(name: str) -> bool:
         return args.only is None or name in args.only
 
     recommended: list[tuple[str, str, Callable[[], SplitFn]]] = [
-        ("ours", "defaults (max 400, optimal)", lambda: ours(emb)),
+        ("ours", "defaults (max 400, optimal)", lambda: ours(emb, **extra)),
         ("recursive", "1000 chars, overlap 200", lambda: recursive(1000, 200, tokens=False)),
         ("lc_semantic", "defaults (percentile 95)", lambda: lc_semantic(emb)),
         ("chonkie", "defaults (threshold 0.8)", lambda: chonkie_semantic(emb)),
@@ -195,42 +250,56 @@ def main() -> None:
             chunks = chunk_all(make(), texts)
             run(name, setting, chunks, time.perf_counter() - t0)
 
-    def fit(
-        knob: str, make: Callable[[int], SplitFn], t: int, lo: int, hi: int
-    ) -> tuple[str, dict[str, list[Span]]]:
-        value, chunks, _ = matched(make, texts, t, lo, hi, args.steps)
-        return f"{knob}={value}", chunks
+    def centre(make: Callable[[int], SplitFn], t: int, lo: int, hi: int) -> Callable[[], int]:
+        return lambda: matched(make, texts, t, lo, hi, args.steps, args.tolerance)[0]
 
-    def knobs_for(t: int) -> list[tuple[str, Callable[[], tuple[str, dict[str, list[Span]]]]]]:
+    def knobs_for(t: int) -> list[tuple[str, str, Callable[[int], SplitFn], Callable[[], int]]]:
+        def mine(k: int) -> SplitFn:
+            return ours(emb, max_tokens=k, **extra)
+
+        def rec(k: int) -> SplitFn:
+            return recursive(k, 0, tokens=True)
+
+        def chonk(k: int) -> SplitFn:
+            return chonkie_semantic(emb, chunk_size=2 * t, threshold=1 - k / 1000)
+
         return [
-            ("ours", lambda: fit("max_tokens", lambda k: ours(emb, max_tokens=k), t, t, 2 * t)),
-            (
-                "recursive",
-                lambda: fit("chunk_size", lambda k: recursive(k, 0, tokens=True), t, t, 2 * t),
-            ),
+            ("ours", "max_tokens", mine, centre(mine, t, t, 3 * t)),
+            ("recursive", "chunk_size", rec, centre(rec, t, t, 2 * t)),
             (
                 "lc_semantic",
-                lambda: (f"number_of_chunks=tokens/{t}", chunk_all(lc_semantic(emb, t), texts)),
+                "number_of_chunks=tokens/k, k",
+                lambda k: lc_semantic(emb, k),
+                lambda: t,
             ),
             (
                 "chonkie",
-                lambda: fit(
-                    f"chunk_size={2 * t}, threshold=1-k/100, k",
-                    lambda k: chonkie_semantic(emb, chunk_size=2 * t, threshold=1 - k / 100),
-                    t,
-                    1,
-                    99,
-                ),
+                f"chunk_size={2 * t}, threshold=1-k/1000, k",
+                chonk,
+                centre(chonk, t, 1, 999),
             ),
         ]
 
     for target in args.targets:
-        knobs = knobs_for(target)
-        for name, fitted in knobs:
-            if want(name):
-                t0 = time.perf_counter()
-                setting, chunks = fitted()
-                run(name, f"~{target} tok: {setting}", chunks, time.perf_counter() - t0)
+        for name, knob, make, find in knobs_for(target):
+            if not want(name):
+                continue
+            t0 = time.perf_counter()
+            value = find()
+            values = [value + d for d in range(-args.spread, args.spread + 1)]
+            found = [chunk_all(make(v), texts) for v in values]
+            sizes = [mean_tokens(c, texts) for c in found]
+            scored = [score(c, texts, questions, emb, args.budget) for c in found]
+            emb.save()
+            metrics = {k: float(np.mean([m[k] for m in scored])) for k in scored[0]}
+            recalls = [m["recall"] for m in scored]
+            setting = f"~{target} tok: {knob}={value}"
+            if args.spread:
+                setting = (
+                    f"~{target} tok: {knob}={value}±{args.spread} "
+                    f"(recall {min(recalls):.1f}-{max(recalls):.1f})"
+                )
+            report(name, setting, float(np.mean(sizes)), metrics, time.perf_counter() - t0)
 
     print("\n| splitter | setting | mean tokens | recall | precision | IoU |")
     print("|---|---|---:|---:|---:|---:|")

@@ -66,7 +66,10 @@ def _normalise(matrix: npt.ArrayLike) -> FloatArray:
         rows = rows.astype(np.float64)
     if rows.ndim != 2:
         raise ValueError("embeddings: expected a 2-D array (one row per sentence)")
-    norms = np.sqrt(np.einsum("ij,ij->i", rows, rows))[:, None]
+    norms = np.sqrt(np.einsum("ij,ij->i", rows, rows))
+    if np.all(np.abs(norms - 1.0) <= 1e-5):  # already unit rows: no copy
+        return rows  # type: ignore[return-value]
+    norms = norms[:, None]
     return rows / np.where(norms == 0.0, 1.0, norms)  # type: ignore[no-any-return]
 
 
@@ -244,7 +247,7 @@ def optimal_partition(
         # Candidates start at first..end-1, i.e. chunk lengths usable..1 (longest first,
         # so that ties favour fewer chunks); all views, no copies.
         totals = best[first:end] + score[end - 1, usable:0:-1] + bonus[first:end]
-        pick = int(np.argmax(totals))
+        pick = int(totals.argmax())
         best[end] = totals[pick]
         back[end] = first + pick
     cuts: list[int] = []

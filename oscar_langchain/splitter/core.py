@@ -27,8 +27,8 @@ Example:
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Literal, TypeVar
 
@@ -42,13 +42,19 @@ from oscar_langchain.splitter.breakpoints import (
     threshold_breaks,
     window_distances,
 )
-from oscar_langchain.splitter.segmenter import Segment, Segmenter, SentenceSegmenter
+from oscar_langchain.splitter.segmenter import (
+    Segment,
+    Segmenter,
+    SentenceSegmenter,
+    split_oversized,
+)
 
 __all__ = [
     "BreakMode",
     "Chunk",
     "ChunkerConfig",
     "LengthFunction",
+    "SpanLength",
     "Units",
     "batched",
     "chunk_text",
@@ -58,15 +64,11 @@ __all__ = [
 ]
 
 LengthFunction = Callable[[str], int]
+SpanLength = Callable[[Sequence[tuple[int, int]]], list[int]]
+"""Lengths of many spans ``(start, end)`` of one text, equal to the length function's."""
 BreakMode = Literal["optimal", "percentile", "standard_deviation", "interquartile", "gradient"]
 T = TypeVar("T")
-
-# Lower-level boundaries for an over-long sentence, best first: each cut falls after the match.
-_FALLBACK_LEVELS: tuple[re.Pattern[str], ...] = (
-    re.compile(r"\n\s*"),
-    re.compile(r"[,;:)\]]\s+|\s[-\u2013\u2014]+\s+"),
-    re.compile(r"\s+"),
-)
+_OVERLAP_CHARS = 1 << 16  # texts this long count their tokens on a thread while segmenting
 
 
 @dataclass(frozen=True)
@@ -157,6 +159,16 @@ class Units:
     tokens: tuple[int, ...]
     block_end: tuple[bool, ...]
     length: LengthFunction = field(repr=False)
+    span_length: SpanLength | None = field(default=None, repr=False)
+
+    def count_spans(self, spans: Sequence[tuple[int, int]]) -> list[int]:
+        """Lengths of ``text[s:e]`` by the length function (by ``span_length`` if given)."""
+        if self.span_length is None:
+            return [self.length(self.text[s:e]) for s, e in spans]
+        counts = self.span_length(spans)
+        if len(counts) != len(spans):
+            raise ValueError(f"span_length: returned {len(counts)} counts for {len(spans)} spans")
+        return counts
 
     @property
     def texts(self) -> list[str]:
@@ -179,92 +191,51 @@ def _check_text(text: object) -> str:
     return text
 
 
-def split_oversized(
-    text: str, start: int, end: int, length: LengthFunction, max_tokens: int, *, level: int = 0
-) -> list[tuple[int, int]]:
-    """Cut ``text[start:end]`` into spans of at most ``max_tokens`` at the best boundaries.
-
-    Tries line breaks, then clause punctuation, then whitespace, then characters;
-    pieces are packed greedily so that each span is as long as the limit allows.
-
-    Raises:
-        ValueError: when a single character is longer than ``max_tokens``.
-    """
-    if length(text[start:end]) <= max_tokens:
-        return [(start, end)]
-    if level >= len(_FALLBACK_LEVELS):
-        return _split_characters(text, start, end, length, max_tokens)
-    cuts = [start + m.end() for m in _FALLBACK_LEVELS[level].finditer(text, start, end)]
-    bounds = [start] + [c for c in cuts if start < c < end] + [end]
-    if len(bounds) == 2:
-        return split_oversized(text, start, end, length, max_tokens, level=level + 1)
-    spans: list[tuple[int, int]] = []
-    cur = start
-    for i in range(1, len(bounds)):
-        nxt = bounds[i]
-        if cur == bounds[i - 1] or length(text[cur:nxt]) <= max_tokens:
-            continue
-        spans.append((cur, bounds[i - 1]))
-        cur = bounds[i - 1]
-    spans.append((cur, end))
-    out: list[tuple[int, int]] = []
-    for s, e in spans:
-        out.extend(split_oversized(text, s, e, length, max_tokens, level=level + 1))
-    return out
-
-
-def _split_characters(
-    text: str, start: int, end: int, length: LengthFunction, max_tokens: int
-) -> list[tuple[int, int]]:
-    out: list[tuple[int, int]] = []
-    cur = start
-    while cur < end:
-        if length(text[cur:end]) <= max_tokens:
-            out.append((cur, end))
-            break
-        lo, hi = cur + 1, end  # the longest prefix that fits, by bisection
-        if length(text[cur:lo]) > max_tokens:
-            raise ValueError(
-                f"max_tokens: the character {text[cur]!r} alone is longer than {max_tokens} tokens"
-            )
-        while lo < hi:
-            mid = (lo + hi + 1) // 2
-            if length(text[cur:mid]) <= max_tokens:
-                lo = mid
-            else:
-                hi = mid - 1
-        out.append((cur, lo))
-        cur = lo
-    return out
-
-
 def prepare_units(
     text: str,
     config: ChunkerConfig,
     length: LengthFunction,
     segmenter: Segmenter | None = None,
+    *,
+    span_length: Callable[[str], SpanLength] | None = None,
 ) -> Units:
     """Segment ``text`` and split over-long sentences: the units to embed once each.
+
+    ``span_length``, when given, builds for ``text`` a function counting many of its
+    spans at once, agreeing exactly with ``length`` (e.g. :class:`SpanCounter`).
 
     Raises:
         TypeError: when ``text`` is not a string.
     """
     text = _check_text(text)
+    pending: Future[SpanLength] | None = None
+    if span_length is not None and len(text) >= _OVERLAP_CHARS:
+        # Encoding (native code, no GIL) overlaps the segmentation (Python) on a thread.
+        pool = ThreadPoolExecutor(max_workers=1)
+        pending = pool.submit(span_length, text)
+        pool.shutdown(wait=False)
     segments: Sequence[Segment] = (segmenter or SentenceSegmenter())(text)
+    counter: SpanLength | None = None
+    if pending is not None:
+        counter = pending.result()
+    elif span_length is not None and segments:
+        counter = span_length(text)
+    probe = Units(text, (), (), (), length, counter)
+    seg_counts = probe.count_spans([(seg.start, seg.end) for seg in segments])
     spans: list[tuple[int, int]] = []
     tokens: list[int] = []
     block_end: list[bool] = []
-    for seg in segments:
-        count = length(text[seg.start : seg.end])
+    for seg, count in zip(segments, seg_counts, strict=True):
         if count <= config.max_tokens:
-            pieces, counts = [(seg.start, seg.end)], [count]
-        else:
-            pieces = split_oversized(text, seg.start, seg.end, length, config.max_tokens)
-            counts = [length(text[s:e]) for s, e in pieces]
+            spans.append((seg.start, seg.end))
+            tokens.append(count)
+            block_end.append(seg.block_end)
+            continue
+        pieces = split_oversized(text, seg.start, seg.end, length, config.max_tokens)
         spans.extend(pieces)
-        tokens.extend(counts)
+        tokens.extend(length(text[s:e]) for s, e in pieces)
         block_end.extend([False] * (len(pieces) - 1) + [seg.block_end])
-    return Units(text, tuple(spans), tuple(tokens), tuple(block_end), length)
+    return Units(text, tuple(spans), tuple(tokens), tuple(block_end), length, counter)
 
 
 def chunk_units(units: Units, embeddings: npt.ArrayLike, config: ChunkerConfig) -> list[Chunk]:
@@ -310,9 +281,10 @@ def chunk_text(
     *,
     segmenter: Segmenter | None = None,
     progress: Callable[[int], None] | None = None,
+    span_length: Callable[[str], SpanLength] | None = None,
 ) -> list[Chunk]:
     """Chunk ``text``, embedding each unit once with ``embed`` in ``config.batch_size`` batches."""
-    units = prepare_units(text, config, length, segmenter)
+    units = prepare_units(text, config, length, segmenter, span_length=span_length)
     rows: list[Sequence[float]] = []
     for batch in batched(units.texts, config.batch_size):
         rows.extend(embed(list(batch)))
@@ -341,19 +313,29 @@ def _enforce_estimate(
 def _measure(
     units: Units, starts: list[int], distances: npt.NDArray[np.float64], limit: int
 ) -> list[tuple[int, int, int]]:
-    """``(first_unit, end_unit, tokens)`` per chunk, re-splitting any over ``limit``."""
+    """``(first_unit, end_unit, tokens)`` per chunk, re-splitting any over ``limit``.
+
+    Every chunk of several units is measured on its final text (in one batch per
+    round); a chunk over the limit is cut at its most distant gap and both halves are
+    measured again, so the limit holds by the length function itself.
+    """
     bounds = [*starts, len(units.spans)]
-    stack = [(bounds[i], bounds[i + 1]) for i in range(len(bounds) - 1)][::-1]
-    groups: list[tuple[int, int, int]] = []
-    while stack:
-        a, b = stack.pop()
-        tokens = units.tokens[a] if b - a == 1 else units.length(_span_text(units, a, b))
-        if tokens > limit and b - a > 1:
-            cut = a + 1 + int(np.argmax(distances[a : b - 1]))
-            stack.extend([(cut, b), (a, cut)])
-        else:
-            groups.append((a, b, tokens))
-    return groups
+    pending = [(bounds[i], bounds[i + 1]) for i in range(len(bounds) - 1)]
+    done: dict[tuple[int, int], int] = {}
+    while pending:
+        multi = [(a, b) for a, b in pending if b - a > 1]
+        char_spans = [(units.spans[a][0], units.spans[b - 1][1]) for a, b in multi]
+        counts = dict(zip(multi, units.count_spans(char_spans), strict=True))
+        nxt: list[tuple[int, int]] = []
+        for a, b in pending:
+            tokens = counts[(a, b)] if b - a > 1 else units.tokens[a]
+            if tokens > limit and b - a > 1:
+                cut = a + 1 + int(np.argmax(distances[a : b - 1]))
+                nxt.extend([(a, cut), (cut, b)])
+            else:
+                done[(a, b)] = tokens
+        pending = nxt
+    return [(a, b, done[(a, b)]) for a, b in sorted(done)]
 
 
 def _merge_small(

@@ -10,6 +10,8 @@ items, blank-line paragraphs) and prose rules (abbreviations such as ``e.g.`` or
 ``Dr.``, initials, decimals such as ``3.14``, URLs, ellipses). Any callable of the
 :data:`Segmenter` shape can replace it; :func:`segmenter_from_sentences` adapts a
 function returning sentence strings (``nltk.sent_tokenize``, spaCy...).
+:func:`split_oversized` cuts a sentence longer than a token limit at its best
+lower-level boundary (line, clause, word, character).
 
 Example:
     >>> seg = SentenceSegmenter()
@@ -33,6 +35,7 @@ __all__ = [
     "SentenceSegmenter",
     "segmenter_from_sentences",
     "spans_to_segments",
+    "split_oversized",
 ]
 
 SegmentKind = Literal["sentence", "heading", "code", "list_item"]
@@ -81,6 +84,12 @@ _LIST_ITEM = re.compile(r"^[ \t]*(?:[-*+\u2022]|\d{1,3}[.)])[ \t]+\S")
 _SENTENCE_END = re.compile(r"(?:[.!?\u2026]+|\.{3})[\"')\]\u2019\u201d]*(\s+)")
 _ORDINAL = re.compile(r"[ \t]*\d{1,3}")
 _WORD_BEFORE = re.compile(r"([A-Za-z][A-Za-z.]*)$")
+# Lower-level boundaries for an over-long sentence, best first: each cut falls after the match.
+_FALLBACK_LEVELS: tuple[re.Pattern[str], ...] = (
+    re.compile(r"\n\s*"),
+    re.compile(r"[,;:)\]]\s+|\s[-\u2013\u2014]+\s+"),
+    re.compile(r"\s+"),
+)
 
 
 class SentenceSegmenter:
@@ -244,3 +253,68 @@ def segmenter_from_sentences(split: Callable[[str], Iterable[str]]) -> Segmenter
         return spans_to_segments(text, spans)
 
     return segment
+
+
+def split_oversized(
+    text: str,
+    start: int,
+    end: int,
+    length: Callable[[str], int],
+    max_tokens: int,
+    *,
+    level: int = 0,
+) -> list[tuple[int, int]]:
+    """Cut ``text[start:end]`` into spans of at most ``max_tokens`` at the best boundaries.
+
+    Tries line breaks, then clause punctuation, then whitespace, then characters;
+    pieces are packed greedily so that each span is as long as the limit allows.
+
+    Raises:
+        ValueError: when a single character is longer than ``max_tokens``.
+    """
+    if length(text[start:end]) <= max_tokens:
+        return [(start, end)]
+    if level >= len(_FALLBACK_LEVELS):
+        return _split_characters(text, start, end, length, max_tokens)
+    cuts = [start + m.end() for m in _FALLBACK_LEVELS[level].finditer(text, start, end)]
+    bounds = [start] + [c for c in cuts if start < c < end] + [end]
+    if len(bounds) == 2:
+        return split_oversized(text, start, end, length, max_tokens, level=level + 1)
+    spans: list[tuple[int, int]] = []
+    cur = start
+    for i in range(1, len(bounds)):
+        nxt = bounds[i]
+        if cur == bounds[i - 1] or length(text[cur:nxt]) <= max_tokens:
+            continue
+        spans.append((cur, bounds[i - 1]))
+        cur = bounds[i - 1]
+    spans.append((cur, end))
+    out: list[tuple[int, int]] = []
+    for s, e in spans:
+        out.extend(split_oversized(text, s, e, length, max_tokens, level=level + 1))
+    return out
+
+
+def _split_characters(
+    text: str, start: int, end: int, length: Callable[[str], int], max_tokens: int
+) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    cur = start
+    while cur < end:
+        if length(text[cur:end]) <= max_tokens:
+            out.append((cur, end))
+            break
+        lo, hi = cur + 1, end  # the longest prefix that fits, by bisection
+        if length(text[cur:lo]) > max_tokens:
+            raise ValueError(
+                f"max_tokens: the character {text[cur]!r} alone is longer than {max_tokens} tokens"
+            )
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if length(text[cur:mid]) <= max_tokens:
+                lo = mid
+            else:
+                hi = mid - 1
+        out.append((cur, lo))
+        cur = lo
+    return out

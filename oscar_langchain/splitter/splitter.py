@@ -40,6 +40,7 @@ from oscar_langchain.splitter.core import (
     Chunk,
     ChunkerConfig,
     LengthFunction,
+    SpanLength,
     Units,
     batched,
     chunk_units,
@@ -108,6 +109,7 @@ class SemanticTextSplitter(OscarRunnable[SplitterInput, list[Document]], BaseDoc
 
     _config: ChunkerConfig = PrivateAttr()
     _length: LengthFunction = PrivateAttr()
+    _span_length: Callable[[str], SpanLength] | None = PrivateAttr()
     _embeddings: Embeddings = PrivateAttr()
 
     def model_post_init(self, context: Any, /) -> None:
@@ -124,12 +126,16 @@ class SemanticTextSplitter(OscarRunnable[SplitterInput, list[Document]], BaseDoc
             batch_size=self.batch_size,
             max_sentences=self.max_sentences,
         )
+        self._span_length = None
         if self.length_function is not None:
             self._length = self.length_function
         else:
+            from oscar_langchain.splitter.counting import SpanCounter
             from oscar_langchain.tokens import TokenCounter
 
-            self._length = TokenCounter().count
+            counter = TokenCounter()
+            self._length = counter.count
+            self._span_length = lambda text: SpanCounter(text, counter).count
         if self.embeddings is not None:
             self._embeddings = self.embeddings
         else:
@@ -149,7 +155,13 @@ class SemanticTextSplitter(OscarRunnable[SplitterInput, list[Document]], BaseDoc
     # -- the shared steps --------------------------------------------------------------
 
     def _units(self, text: object) -> Units:
-        return prepare_units(text, self._config, self._length, self.segmenter)  # type: ignore[arg-type]
+        return prepare_units(
+            text,  # type: ignore[arg-type]
+            self._config,
+            self._length,
+            self.segmenter,
+            span_length=self._span_length,
+        )
 
     @contextmanager
     def _progress(self, total: int) -> Iterator[Callable[[int], None]]:

@@ -17,10 +17,12 @@ from oscar_langchain.splitter.core import (
     prepare_units,
     split_oversized,
 )
+from oscar_langchain.splitter.counting import SpanCounter
 from oscar_langchain.splitter.segmenter import Segment
 from oscar_langchain.tokens import TokenCounter
 
-COUNT = TokenCounter().count
+COUNTER = TokenCounter()
+COUNT = COUNTER.count
 
 
 def fake_embed(texts: list[str]) -> list[list[float]]:
@@ -67,9 +69,9 @@ MODES = st.sampled_from(
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(TEXT, st.integers(8, 60), MODES, st.integers(0, 20), st.integers(0, 6))
+@given(TEXT, st.integers(8, 60), MODES, st.integers(0, 20), st.integers(0, 6), st.booleans())
 def test_chunks_reassemble_and_respect_max_tokens(
-    text: str, max_tokens: int, mode: str, min_tokens: int, overlap: int
+    text: str, max_tokens: int, mode: str, min_tokens: int, overlap: int, by_spans: bool
 ) -> None:
     cfg = ChunkerConfig(
         max_tokens=max_tokens,
@@ -78,7 +80,8 @@ def test_chunks_reassemble_and_respect_max_tokens(
         mode=mode,  # type: ignore[arg-type]
         batch_size=3,
     )
-    check(text, chunk_text(text, fake_embed, cfg, COUNT), cfg)
+    spans = (lambda t: SpanCounter(t, COUNTER).count) if by_spans else None
+    check(text, chunk_text(text, fake_embed, cfg, COUNT, span_length=spans), cfg)
 
 
 @settings(max_examples=60, deadline=None)
