@@ -171,6 +171,7 @@ class MemoryBackend(CacheBackend):
                 return []
             if record.expires_at is not None:
                 heapq.heappush(self._expiry, (record.expires_at, record.key))
+                self._compact_expiry()
             excess = len(self._data) - self.max_size
             if excess <= 0:
                 return []
@@ -192,10 +193,15 @@ class MemoryBackend(CacheBackend):
             if key != keep and current is not None and current.expires_at == expires_at:
                 self._order.discard(key)
                 out.append(key)
+        self._compact_expiry()
+        return out
+
+    def _compact_expiry(self) -> None:
+        # Rewrites and reads that drop expired records leave stale heap entries: rebuild
+        # the heap when they outnumber the live ones, so it stays bounded.
         if len(self._expiry) > 2 * len(self._data) + 64:
             self._expiry = [(r.expires_at, k) for k, r in self._data.items() if r.expires_at]
             heapq.heapify(self._expiry)
-        return out
 
     def delete(self, key: str) -> None:
         """See :meth:`CacheBackend.delete`."""

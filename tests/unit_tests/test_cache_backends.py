@@ -86,3 +86,11 @@ def test_memory_expiry_heap_drops_stale_entries() -> None:
     assert backend.put(Record("b", "1"), now=6.0) == ["a"]
     assert len(backend._expiry) <= 2 * backend.size() + 64
     assert backend.get("k", now=7.0) is not None
+
+
+def test_memory_expiry_heap_stays_bounded_when_the_cache_never_fills() -> None:
+    backend = MemoryBackend(max_size=100)
+    for i in range(5_000):
+        backend.put(Record("k", "1", expires_at=float(i + 1)), now=float(i))
+    assert backend.get("k", now=4_999.5) is not None
+    assert len(backend._expiry) <= 2 * len(backend._data) + 64 + 1
