@@ -159,8 +159,10 @@ def child_config(
 
     The child's callbacks are ``run_manager.get_child(tag)`` carrying ``metadata``,
     so the child run (and the runs below it) have the tag and the metadata; the
-    config is a shallow copy of ``config`` (``patch_config`` + ``merge_configs`` did
-    the same at several times the cost, re-ensuring the config three times).
+    config is a shallow copy of ``config`` whose ``metadata`` is a new dict with
+    ``metadata`` merged in, so the wrapped runnable reads it from its config too
+    (``patch_config`` + ``merge_configs`` did the same at several times the cost,
+    re-ensuring the config three times).
 
     Args:
         config: the config the outer run was called with.
@@ -169,10 +171,9 @@ def child_config(
         metadata: extra metadata for the child run (e.g. the attempt number).
     """
     child = _with_callbacks(config, child_manager(run_manager, tag, metadata))
-    own = child["metadata"]
-    if metadata and own and not own.keys().isdisjoint(metadata):
-        # the config's metadata would win over the callbacks' in the child run: override it
-        child["metadata"] = _merged(own, metadata)
+    if metadata:
+        # code inside the child reads config["metadata"]; it also wins over the callbacks'
+        child["metadata"] = _merged(child["metadata"], metadata)
     return child
 
 

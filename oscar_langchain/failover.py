@@ -54,7 +54,13 @@ from langchain_core.prompt_values import PromptValue
 from langchain_core.runnables import Runnable, RunnableConfig
 from pydantic import ConfigDict, Field
 
-from oscar_langchain._runnable import OscarRunnable, aannotate_run, annotate_run, child_config
+from oscar_langchain._runnable import (
+    OscarRunnable,
+    aannotate_run,
+    aclosing_stream,
+    annotate_run,
+    child_config,
+)
 from oscar_langchain.breaker_machine import BreakerConfig
 from oscar_langchain.breaker_store import BreakerStore
 from oscar_langchain.circuit_breaker import BreakerEvent, CircuitBreaker
@@ -377,8 +383,11 @@ class FailoverRunnable(OscarRunnable[Any, Any]):
     async def _astream(
         self, input: Any, run_manager: AsyncCallbackManagerForChainRun, config: RunnableConfig
     ) -> AsyncIterator[Any]:
-        async for chunk in astream_with_failover(self, input, run_manager, config):
-            yield chunk
+        async with aclosing_stream(
+            astream_with_failover(self, input, run_manager, config)
+        ) as chunks:
+            async for chunk in chunks:
+                yield chunk
 
 
 def with_failover(

@@ -43,7 +43,19 @@ from oscar_langchain.circuit_breaker import CircuitBreaker, Permit
 from oscar_langchain.errors import ErrorClassification, FailoverError
 from oscar_langchain.failover_policy import FailoverRoute, RetryPolicy
 
-__all__ = ["Answer", "Attempt", "FailoverPlan", "arun_plan", "asettle", "run_plan", "settle"]
+__all__ = [
+    "Answer",
+    "Attempt",
+    "FailoverPlan",
+    "aclose_stream",
+    "aclose_then_settle",
+    "arun_plan",
+    "asettle",
+    "close_stream",
+    "close_then_settle",
+    "run_plan",
+    "settle",
+]
 
 T = TypeVar("T")
 
@@ -312,3 +324,43 @@ async def asettle(answer: Answer[Any], error: BaseException | None = None) -> No
     """Async form of :func:`settle`."""
     if answer.permit is not None and answer.attempt.breaker is not None:
         await answer.attempt.breaker.areport(answer.permit, error)
+
+
+def close_stream(stream: object) -> None:
+    """``stream.close()`` if it has one: its ``finally`` blocks run now, not at GC."""
+    close = getattr(stream, "close", None)
+    if close is not None:
+        close()
+
+
+def close_then_settle(answer: Answer[Any], stream: object, error: BaseException) -> None:
+    """Close the stream a held answer guards, then :func:`settle` the answer.
+
+    The answer is settled even when closing raises (that error then propagates).
+    """
+    try:
+        close_stream(stream)
+    finally:
+        settle(answer, error)
+
+
+async def aclose_stream(stream: object) -> None:
+    """``await stream.aclose()`` if it has one: its ``finally`` blocks run now, not at GC."""
+    aclose = getattr(stream, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
+async def aclose_then_settle(answer: Answer[Any], stream: object, error: BaseException) -> None:
+    """Async form of :func:`close_then_settle`.
+
+    On ``GeneratorExit`` (the consumer's ``aclose()``) the report is the sync
+    :func:`settle`, so it is made even if the closing generator cannot await.
+    """
+    try:
+        await aclose_stream(stream)
+    finally:
+        if isinstance(error, GeneratorExit):
+            settle(answer, error)
+        else:
+            await asettle(answer, error)

@@ -7,7 +7,10 @@ makes. After it, the runnable's ``stream_policy`` decides (raise, or continue on
 next candidate with the partial answer as context): the same plan is driven again
 and resumes with the next candidate. The candidate's breaker permit is held from
 the request until the stream ends; a consumer that stops early gives the permit
-back uncounted.
+back uncounted. A candidate's stream left before its end (the consumer stopped, a
+chunk failed or timed out) is closed at once, so its ``finally`` blocks and its run's
+end callback run then, not at garbage collection; the permit is settled after it,
+even when closing raises.
 
 ``attempt_timeout`` bounds the wait for each chunk, sync and async alike: a sync
 stream under a timeout is read by a worker thread (:class:`TimedChunks`), so a hung
@@ -19,7 +22,6 @@ route in ``response_metadata``, so the merged message has it like ``invoke``'s.
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import queue
 import threading
@@ -38,8 +40,12 @@ from oscar_langchain.failover_plan import (
     Answer,
     Attempt,
     FailoverPlan,
+    aclose_stream,
+    aclose_then_settle,
     arun_plan,
     asettle,
+    close_stream,
+    close_then_settle,
     run_plan,
     settle,
 )
@@ -165,27 +171,31 @@ def _open(
     run_manager: CallbackManagerForChainRun,
     config: RunnableConfig,
     attempt: Attempt,
-) -> tuple[Any, Callable[[], Any], Callable[[], None]]:
-    """Open the candidate's stream and read its first chunk (the attempt proper)."""
+) -> tuple[Any, Callable[[], Any], object]:
+    """Open the candidate's stream and read its first chunk (the attempt proper).
+
+    Returns the first chunk, how to read the next, and what to close when done.
+    """
     runnable = run.runnable
     candidate = runnable.candidates[attempt.index]
     child = runnable._config(config, run_manager, attempt)
     current = run.current
+    stream: object
     if runnable.attempt_timeout is None:
         iterator = iter(candidate.stream(current, child))
         step: Callable[[], Any] = lambda: next(iterator, _END)  # noqa: E731
-        close: Callable[[], None] = getattr(iterator, "close", lambda: None)
+        stream = iterator
     else:
         timed = TimedChunks(
             lambda: candidate.stream(current, child),
             runnable.attempt_timeout,
             lambda: runnable._timeout_error(attempt),
         )
-        step, close = timed.next, timed.close
+        step, stream = timed.next, timed
     try:
-        return step(), step, close
+        return step(), step, stream
     except BaseException:
-        close()
+        close_stream(stream)
         raise
 
 
@@ -201,18 +211,17 @@ def stream_with_failover(
         answer = run_plan(
             run.plan, lambda a: _open(run, run_manager, config, a), runnable.sleep, hold=True
         )
-        chunk, step, close = answer.output
+        chunk, step, stream = answer.output
         try:
             while chunk is not _END:
                 yield run.seen(chunk)
                 chunk = step()
         except Exception as exc:  # noqa: BLE001 - a mid-stream failure, handled per policy
-            settle(answer, exc)
+            close_then_settle(answer, stream, exc)
             run.broke(answer, exc)
             continue
         except BaseException as exc:  # consumer stopped early, or interrupted
-            close()
-            settle(answer, exc)
+            close_then_settle(answer, stream, exc)
             raise
         settle(answer)
         attributes, last = run.finished(answer, run_manager)
@@ -232,7 +241,11 @@ async def _aopen(
     runnable = run.runnable
     child = runnable._config(config, run_manager, attempt)
     iterator = runnable.candidates[attempt.index].astream(run.current, child).__aiter__()
-    return await runnable._within(anext(iterator, _END), attempt), iterator
+    try:
+        return await runnable._within(anext(iterator, _END), attempt), iterator
+    except BaseException:  # failed, timed out or cancelled before the first chunk
+        await aclose_stream(iterator)
+        raise
 
 
 async def astream_with_failover(
@@ -253,14 +266,11 @@ async def astream_with_failover(
                 yield run.seen(chunk)
                 chunk = await runnable._within(anext(iterator, _END), answer.attempt)
         except Exception as exc:  # noqa: BLE001 - a mid-stream failure, handled per policy
-            await asettle(answer, exc)
+            await aclose_then_settle(answer, iterator, exc)
             run.broke(answer, exc)
             continue
-        except GeneratorExit as exc:  # aclose(): report without awaiting
-            settle(answer, exc)
-            raise
-        except asyncio.CancelledError as exc:
-            await asettle(answer, exc)
+        except BaseException as exc:  # aclose(), cancelled or interrupted
+            await aclose_then_settle(answer, iterator, exc)
             raise
         await asettle(answer)
         attributes, last = run.finished(answer, run_manager)

@@ -13,7 +13,9 @@ After it, a failure gives the route's booking back, counts against its breaker a
 is raised (the chunks already handed out cannot be taken back). The first chunk
 carries the decision in ``response_metadata["oscar_route"]``; the time to it feeds
 the route's time-to-first-token average. A consumer that stops early gives the
-booking and the breaker permit back uncounted.
+booking and the breaker permit back uncounted. Either way the route's stream is
+closed at once (not at garbage collection), then the permit and the booking are
+settled, even when closing raises.
 """
 
 from __future__ import annotations
@@ -27,7 +29,16 @@ from langchain_core.messages import BaseMessage
 from langchain_core.runnables import Runnable, RunnableConfig
 
 from oscar_langchain._runnable import aannotate_run, annotate_run
-from oscar_langchain.failover_plan import Answer, Attempt, arun_plan, asettle, run_plan, settle
+from oscar_langchain.failover_plan import (
+    Answer,
+    Attempt,
+    aclose_then_settle,
+    arun_plan,
+    asettle,
+    close_then_settle,
+    run_plan,
+    settle,
+)
 from oscar_langchain.routing.decision import RouteDecision
 from oscar_langchain.routing.plan import RoutePlan
 
@@ -152,9 +163,11 @@ def stream_routed(
                 yield streamed.tag(chunk)
                 chunk = next(chunks, END)
         except BaseException as exc:  # failed mid-stream, or the consumer stopped
-            settle(answer, exc)
-            if isinstance(exc, Exception):
-                plan.abort(answer, exc)
+            try:
+                close_then_settle(answer, chunks, exc)
+            finally:
+                if isinstance(exc, Exception):
+                    plan.abort(answer, exc)
             raise
         settle(answer)
         streamed.done(run_manager)
@@ -184,13 +197,12 @@ async def astream_routed(
             while chunk is not END:
                 yield streamed.tag(chunk)
                 chunk = await anext(chunks, END)
-        except GeneratorExit as exc:  # aclose(): report without awaiting
-            settle(answer, exc)
-            raise
-        except BaseException as exc:  # failed mid-stream, or cancelled
-            await asettle(answer, exc)
-            if isinstance(exc, Exception):
-                plan.abort(answer, exc)
+        except BaseException as exc:  # failed mid-stream, aclose(), or cancelled
+            try:
+                await aclose_then_settle(answer, chunks, exc)
+            finally:
+                if isinstance(exc, Exception):
+                    plan.abort(answer, exc)
             raise
         await asettle(answer)
         streamed.done(run_manager)

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.runnables import Runnable, RunnableConfig, RunnableGenerator
 
 
 class APIError(Exception):
@@ -135,3 +137,104 @@ class RunRecorder(BaseCallbackHandler):
 
     def on_custom_event(self, name: str, data: Any, *, run_id: UUID, **kw: Any) -> None:
         self.custom.append((name, data))
+
+
+class TrackedStream:
+    """A candidate stream that logs ``"open"`` when it starts and ``"closed"`` in its ``finally``.
+
+    Args:
+        chunks: what it yields.
+        then: after the chunks: ``"end"``, ``"cut"`` (raise ``APIError(502)``), or
+            ``"hang"`` (async: wait forever).
+        close_error: raised when the stream is closed before its end.
+    """
+
+    def __init__(
+        self,
+        *chunks: Any,
+        then: Literal["end", "cut", "hang"] = "end",
+        close_error: Exception | None = None,
+    ) -> None:
+        self.chunks, self.then, self.close_error = chunks, then, close_error
+        self.log: list[str] = []
+
+    def sync(self, inputs: Iterator[Any]) -> Iterator[Any]:
+        for _ in inputs:
+            pass
+        self.log.append("open")
+        try:
+            yield from self.chunks
+            if self.then == "cut":
+                raise APIError(502, "stream cut")
+        except GeneratorExit:
+            if self.close_error is not None:
+                raise self.close_error from None
+            raise
+        finally:
+            self.log.append("closed")
+
+    async def asynchronous(self, inputs: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        async for _ in inputs:
+            pass
+        self.log.append("open")
+        try:
+            for chunk in self.chunks:
+                yield chunk
+            if self.then == "cut":
+                raise APIError(502, "stream cut")
+            if self.then == "hang":
+                await asyncio.Event().wait()
+        except GeneratorExit:
+            if self.close_error is not None:
+                raise self.close_error from None
+            raise
+        finally:
+            self.log.append("closed")
+
+    def runnable(self, name: str = "tracked") -> Runnable[Any, Any]:
+        """The stream as a LangChain runnable (a child run of its own)."""
+        return RunnableGenerator(self.sync, self.asynchronous, name=name)
+
+    def bare(self, name: str = "tracked") -> Runnable[Any, Any]:
+        """The stream as a runnable whose ``stream`` is the generator itself.
+
+        LangChain's own stream wrapper does not close its inner generator when it is
+        closed (it is left to the garbage collector); this one lets a close error reach
+        whoever closes the stream.
+        """
+        return _Bare(self, name)
+
+
+class _Bare(Runnable[Any, Any]):
+    def __init__(self, tracked: TrackedStream, name: str) -> None:
+        self.tracked, self.name = tracked, name
+
+    def invoke(self, input: Any, config: RunnableConfig | None = None, **kw: Any) -> Any:
+        return list(self.tracked.sync(iter([input])))
+
+    def stream(self, input: Any, config: RunnableConfig | None = None, **kw: Any) -> Iterator[Any]:
+        return self.tracked.sync(iter([input]))
+
+    def astream(
+        self, input: Any, config: RunnableConfig | None = None, **kw: Any
+    ) -> AsyncIterator[Any]:
+        async def one() -> AsyncIterator[Any]:
+            yield input
+
+        return self.tracked.asynchronous(one())
+
+
+class RunEnds(BaseCallbackHandler):
+    """The chain runs started and not yet ended (or errored)."""
+
+    def __init__(self) -> None:
+        self.open: dict[UUID, str | None] = {}
+
+    def on_chain_start(self, serialized: Any, inputs: Any, *, run_id: UUID, **kw: Any) -> None:
+        self.open[run_id] = kw.get("name")
+
+    def on_chain_end(self, outputs: Any, *, run_id: UUID, **kw: Any) -> None:
+        self.open.pop(run_id, None)
+
+    def on_chain_error(self, error: BaseException, *, run_id: UUID, **kw: Any) -> None:
+        self.open.pop(run_id, None)

@@ -21,7 +21,14 @@ from oscar_langchain.failover import (
 )
 from oscar_langchain.failover_policy import FailoverRoute
 from oscar_langchain.failover_stream import TimedChunks
-from tests.unit_tests.failover_fakes import APIError, FlakyChat, RunRecorder, context_overflow
+from tests.unit_tests.failover_fakes import (
+    APIError,
+    FlakyChat,
+    RunEnds,
+    RunRecorder,
+    TrackedStream,
+    context_overflow,
+)
 
 HANG = 0.25
 """attempt_timeout of the time-out tests: a hung candidate costs this much real time; the
@@ -461,3 +468,104 @@ def test_astream_stopped_early_or_cancelled_gives_the_permit_back() -> None:
     asyncio.run(cancel())
     for snap in (chain.health()["a"], hanging.health()["hang"]):
         assert (snap["calls"], snap["failures"]) == (0, 0)
+
+
+def test_the_candidate_reads_the_attempt_metadata_from_its_config() -> None:
+    seen: list[dict[str, Any]] = []
+
+    def echo(x: str, config: Any) -> str:
+        seen.append(dict(config["metadata"]))
+        if len(seen) == 1:
+            raise APIError(500)  # the first call fails: the retry is attempt 2
+        return x
+
+    chain, _, _ = build(RunnableLambda(echo, name="echo"))
+    cfg: Any = {"metadata": {"user": "u1"}}
+    assert chain.invoke("hi", cfg) == "hi"
+    asyncio.run(chain.ainvoke("hi", cfg))
+    chain.batch(["hi"], cfg)
+    list(chain.stream("hi", cfg))
+    attempts = [(m.get("oscar.candidate"), m.get("oscar.attempt"), m["user"]) for m in seen]
+    assert attempts == [("echo", 1, "u1"), ("echo", 2, "u1")] + [("echo", 1, "u1")] * 3
+    assert cfg == {"metadata": {"user": "u1"}}  # the caller's config is left alone
+
+
+def _one_probe_at_a_time(chain: FailoverRunnable, clock: Any) -> None:
+    """Half-open the first breaker: it admits one probe until that probe is settled."""
+    next(iter(chain.breakers.values())).trip()
+    clock.now = 11.0  # past open_duration
+
+
+def _probes(chain: FailoverRunnable) -> int:
+    return int(next(iter(chain.health().values()))["probes_admitted"])
+
+
+def test_stopping_early_closes_the_candidate_stream_at_once() -> None:
+    tracked, ends = TrackedStream("a", "b", "c"), RunEnds()
+    chain, _, _ = build(tracked.runnable("a"))
+    for chunk in chain.stream("hi", {"callbacks": [ends]}):
+        assert chunk == "a"
+        break
+    assert tracked.log == ["open", "closed"]
+    assert ends.open == {}  # the candidate's run ended too
+
+    async def stop_early() -> None:
+        stream = chain.astream("hi", {"callbacks": [ends]})
+        assert await anext(stream) == "a"
+        await stream.aclose()
+        assert tracked.log == ["open", "closed"] * 2  # closed by aclose(), not by the GC
+        assert ends.open == {}
+
+    asyncio.run(stop_early())
+    assert next(iter(chain.health().values()))["calls"] == 0
+
+
+def test_a_stream_cut_mid_way_is_closed_before_the_next_candidate() -> None:
+    async def collect(chain: FailoverRunnable) -> list[Any]:
+        return [c async for c in chain.astream("hi")]
+
+    for use_async in (False, True):
+        cut, backup = TrackedStream("p", then="cut"), TrackedStream("q")
+        chain, _, _ = build(cut.runnable("a"), backup.runnable("b"), stream_policy="continue")
+        got = asyncio.run(collect(chain)) if use_async else list(chain.stream("hi"))
+        assert got == ["p", "q"]
+        assert (cut.log, backup.log) == (["open", "closed"], ["open", "closed"])
+
+
+def test_first_chunk_timeout_closes_the_hung_stream() -> None:
+    hung = TrackedStream(then="hang")
+    chain, _, _ = build(hung.bare("hang"), attempt_timeout=0.005, retry=RetryPolicy(max_attempts=1))
+
+    async def collect() -> list[Any]:
+        return [c async for c in chain.astream("hi")]
+
+    with pytest.raises(FailoverError) as info:
+        asyncio.run(collect())
+    assert isinstance(info.value.errors[0], AttemptTimeoutError)
+    assert hung.log == ["open", "closed"]
+
+
+# the sync stream's close error is raised where LangChain's stream wrapper lets our
+# generator go (it does not close it), so it is reported as unraisable
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_failing_close_still_settles_the_attempt() -> None:
+    tracked = TrackedStream("a", "b", close_error=RuntimeError("close failed"))
+    chain, _, clock = build(tracked.bare("a"))
+    _one_probe_at_a_time(chain, clock)
+    stream = chain.stream("hi")
+    assert next(stream) == "a"
+    stream.close()
+    assert tracked.log == ["open", "closed"]
+    assert _probes(chain) == 0  # the probe was given back: the next request may probe
+
+    async def stop_early() -> None:
+        astream = chain.astream("hi")
+        assert await anext(astream) == "a"
+        with pytest.raises(RuntimeError, match="close failed"):
+            await astream.aclose()
+
+    asyncio.run(stop_early())
+    assert tracked.log == ["open", "closed"] * 2
+    assert _probes(chain) == 0
+    assert list(chain.stream("hi")) == ["a", "b"]  # the probe succeeds and closes the breaker
+    assert next(iter(chain.health().values()))["state"] == "closed"

@@ -12,10 +12,11 @@ from langchain_core.messages import AIMessageChunk
 from langchain_core.runnables import RunnableGenerator, RunnableLambda
 
 from oscar_langchain.breaker_store import InMemoryBreakerStore
-from oscar_langchain.circuit_breaker import CircuitBreaker
+from oscar_langchain.circuit_breaker import BreakerConfig, CircuitBreaker, CircuitState
 from oscar_langchain.errors import FailoverError, RouterError
 from oscar_langchain.routing import Cheapest, MemoryLimitStore, Route
 from oscar_langchain.routing.router import RouterRunnable
+from tests.unit_tests.failover_fakes import APIError, RunEnds, TrackedStream
 
 
 def _down(_: Any) -> Any:
@@ -205,3 +206,73 @@ async def test_an_empty_stream_is_an_answer_and_settles(use_async):
     assert in_flight(r) == {"r0": 0, "r1": 0}
     assert r.engine.by_name["r0"].stats.successes == 1
     assert r.decide("hi").chosen == "r0"
+
+
+async def test_the_route_reads_the_attempt_metadata_from_its_config():
+    seen: list[dict[str, Any]] = []
+
+    def echo(x: Any, config: Any) -> str:
+        seen.append(dict(config["metadata"]))
+        return "ok"
+
+    r = router(RunnableLambda(echo))
+    cfg: Any = {"metadata": {"user": "u1"}}
+    r.invoke("hi", cfg)
+    await r.ainvoke("hi", cfg)
+    list(r.stream("hi", cfg))
+    [c async for c in r.astream("hi", cfg)]
+    routes = [(m.get("oscar.route"), m.get("oscar.route.attempt"), m["user"]) for m in seen]
+    assert routes == [("r0", 1, "u1")] * 4
+    assert cfg == {"metadata": {"user": "u1"}}
+
+
+async def test_stopping_early_closes_the_route_stream_at_once():
+    tracked, ends = TrackedStream("a", "b", "c"), RunEnds()
+    r = router(tracked.runnable())
+    for chunk in r.stream("hi", {"callbacks": [ends]}):
+        assert chunk == "a"
+        break
+    assert tracked.log == ["open", "closed"]
+    assert ends.open == {}  # the route's run ended too
+    stream = r.astream("hi", {"callbacks": [ends]})
+    assert await anext(stream) == "a"
+    await stream.aclose()
+    assert tracked.log == ["open", "closed"] * 2  # closed by aclose(), not by the GC
+    assert ends.open == {}
+    assert in_flight(r) == {"r0": 0}
+
+
+@pytest.mark.parametrize("use_async", [False, True])
+async def test_a_stream_failing_mid_way_is_closed_and_raised(use_async):
+    cut = TrackedStream("p", then="cut")
+    r = router(cut.runnable(), chat("unused"))
+    with pytest.raises(APIError):
+        await collect(r, use_async)
+    assert cut.log == ["open", "closed"]
+    assert in_flight(r) == {"r0": 0, "r1": 0}
+
+
+# the sync stream's close error is raised where LangChain's stream wrapper lets our
+# generator go (it does not close it), so it is reported as unraisable
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+async def test_a_failing_close_still_settles_the_route():
+    now = [0.0]
+    breaker = CircuitBreaker("r0", BreakerConfig(open_duration=10), clock=lambda: now[0])
+    tracked = TrackedStream("a", "b", close_error=RuntimeError("close failed"))
+    r = router(tracked.bare(), breakers={"r0": breaker})
+    breaker.trip()
+    now[0] = 11.0  # half-open: one probe at a time, until that probe is settled
+    stream = r.stream("hi")
+    assert next(stream) == "a"
+    stream.close()
+    assert tracked.log == ["open", "closed"]
+    assert breaker.snapshot().probes_admitted == 0
+    astream = r.astream("hi")
+    assert await anext(astream) == "a"
+    with pytest.raises(RuntimeError, match="close failed"):
+        await astream.aclose()
+    assert tracked.log == ["open", "closed"] * 2
+    assert breaker.snapshot().probes_admitted == 0
+    assert in_flight(r) == {"r0": 0}
+    assert await collect(r, use_async=False) == ["a", "b"]  # the probe, which closes it
+    assert breaker.snapshot().state is CircuitState.CLOSED
