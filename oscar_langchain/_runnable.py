@@ -173,7 +173,10 @@ def child_config(
     child = _with_callbacks(config, child_manager(run_manager, tag, metadata))
     if metadata:
         # code inside the child reads config["metadata"]; it also wins over the callbacks'
-        child["metadata"] = _merged(child["metadata"], metadata)
+        own = child["metadata"]
+        child["metadata"] = (
+            _merged(own, metadata) if "lc_versions" in metadata else {**own, **metadata}
+        )
     return child
 
 
