@@ -37,6 +37,9 @@ RunKey = int
 """A run's key in the handlers' tables: ``run_id.int``."""
 
 
+_active_config = var_child_runnable_config.get
+
+
 def ambient_parent() -> UUID | None:
     """The run whose child config is active in this context, if any.
 
@@ -45,7 +48,7 @@ def ambient_parent() -> UUID | None:
     it was called with, so they start as its siblings (or as roots). The active child
     config still names the run they belong to.
     """
-    config = var_child_runnable_config.get()
+    config = _active_config()
     if config is None:
         return None
     callbacks = config.get("callbacks")
@@ -69,14 +72,15 @@ def _start_event(run_type: str) -> Callable[..., None]:
         *,
         run_id: UUID,
         parent_run_id: UUID | None = None,
+        name: str | None = None,
         **kwargs: Any,
     ) -> None:
         try:
-            name = kwargs.get("name") or run_name(serialized, kwargs)
+            key = run_id.int
             parent = parent_run_id.int if parent_run_id is not None else None
             if self.repair_parents:
-                parent = self._resolve_parent(run_id.int, parent)
-            self._run_start(run_type, run_id.int, parent, name, inputs)
+                parent = self._resolve_parent(key, parent)
+            self._run_start(run_type, key, parent, name or run_name(serialized, kwargs), inputs)
         except Exception as exc:  # noqa: BLE001 - never break the user's chain
             self._failed(where, exc)
 
@@ -205,7 +209,9 @@ class SafeHandler(BaseCallbackHandler):
     def _resolve_parent(self, run: RunKey, parent: RunKey | None) -> RunKey | None:
         """The run's real parent: LangChain's, unless the active run is a child of it."""
         parents = self._parents
-        active = ambient_parent()
+        config = _active_config()  # what ambient_parent() reads, inline on the hot path
+        callbacks = config.get("callbacks") if config is not None else None
+        active = callbacks.parent_run_id if isinstance(callbacks, BaseCallbackManager) else None
         if active is not None:
             ambient = active.int
             if ambient != parent and (parent is None or parents.get(ambient, ambient) == parent):

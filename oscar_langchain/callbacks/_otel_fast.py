@@ -18,7 +18,9 @@ containers) that nothing reads until its ``ReadableSpan`` copy reaches the proce
 
 Anything else (another provider, a processor acting on ``on_start``, SDK internals
 that moved) makes :meth:`FastSpans.create` return ``None`` and the tracer uses
-``start_span`` as usual.
+``start_span`` as usual. The SDK's private names it relies on were checked, by the
+tests in ``tests/unit_tests/callbacks/test_tracer_fast.py``, against the versions in
+:data:`TESTED_SDK`; any other SDK version gets ``start_span`` (correct, slower).
 """
 
 from __future__ import annotations
@@ -36,34 +38,71 @@ from opentelemetry.sdk.trace import (
     TracerProvider,
 )
 from opentelemetry.sdk.trace import _Span as SdkSpan
-from opentelemetry.sdk.trace._tracer_metrics import NoOpTracerMetrics
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, Decision, ParentBased
+from opentelemetry.sdk.version import __version__ as _SDK_VERSION
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.util.types import Attributes, AttributeValue
 
-__all__ = ["FastSpan", "FastSpans"]
+__all__ = ["TESTED_SDK", "FastSpan", "FastSpans", "sdk_supported"]
 
-_NOOP_HOOKS = {
-    (cls.on_start, cls._on_ending)
-    for cls in (SpanProcessor, SimpleSpanProcessor, BatchSpanProcessor)
-}
+TESTED_SDK = ((1, 42), (1, 45))
+"""The opentelemetry-sdk minor versions (first, last) the direct path was checked against."""
+
+
+def sdk_supported(version: str) -> bool:
+    """Whether opentelemetry-sdk ``version`` is within :data:`TESTED_SDK`.
+
+    Example:
+        >>> sdk_supported("1.44.0"), sdk_supported("1.30.0"), sdk_supported("2.0.0")
+        (True, False, False)
+    """
+    try:
+        minor = tuple(int(part) for part in version.split(".")[:2])
+    except ValueError:
+        return False
+    first, last = TESTED_SDK
+    return first <= minor <= last
+
+
+def _sdk_internals() -> tuple[type[Any], frozenset[tuple[Any, Any]]] | None:
+    """The SDK's no-op self-metrics class and the processors' no-op hooks, if present."""
+    if not sdk_supported(_SDK_VERSION):
+        return None
+    try:
+        from opentelemetry.sdk.trace._tracer_metrics import NoOpTracerMetrics
+
+        hooks = frozenset(
+            (cls.on_start, cls._on_ending)
+            for cls in (SpanProcessor, SimpleSpanProcessor, BatchSpanProcessor)
+        )
+    except (ImportError, AttributeError):  # internals moved: start_span it is
+        return None
+    return NoOpTracerMetrics, hooks
+
+
+_INTERNALS = _sdk_internals()
+
 _UNSET = Status(StatusCode.UNSET)
 _SAMPLED, _RANDOM = TraceFlags.SAMPLED, TraceFlags.RANDOM_TRACE_ID
 _SAMPLED_ONLY = TraceFlags(_SAMPLED)
 _SAMPLED_RANDOM = TraceFlags(_SAMPLED | _RANDOM)
 _INTERNAL = SpanKind.INTERNAL
+_EMPTY_STATE = trace.DEFAULT_TRACE_STATE
 
 
-def _quiet_processors(processors: Sequence[SpanProcessor]) -> bool:
-    return all((type(p).on_start, type(p)._on_ending) in _NOOP_HOOKS for p in processors)
+def _quiet_processors(processors: Sequence[SpanProcessor], hooks: frozenset[Any]) -> bool:
+    return all((type(p).on_start, type(p)._on_ending) in hooks for p in processors)
 
 
 class FastSpans:
     """Makes :class:`FastSpan` s for one SDK tracer; see the module docstring."""
 
-    def __init__(self, tracer: Tracer, processor: SynchronousMultiSpanProcessor) -> None:
+    def __init__(
+        self, tracer: Tracer, processor: SynchronousMultiSpanProcessor, hooks: frozenset[Any]
+    ) -> None:
         self._tracer = tracer
+        self._hooks = hooks
         self._processor = processor
         self._sampler = tracer.sampler
         self._ids = tracer.id_generator
@@ -75,6 +114,8 @@ class FastSpans:
             and sampler._local_parent_sampled is ALWAYS_ON
             and sampler._local_parent_not_sampled is ALWAYS_OFF
         )
+        # ParentBased(ALWAYS_ON), the SDK's default: a span with no parent is sampled.
+        self._roots_sampled = type(sampler) is ParentBased and sampler._root is ALWAYS_ON
         self.on_end = processor.on_end
         self.resource = tracer.resource
         self.instrumentation_info = tracer.instrumentation_info
@@ -83,6 +124,9 @@ class FastSpans:
     @classmethod
     def create(cls, provider: Any, tracer: Any) -> FastSpans | None:
         """The fast path for ``tracer`` of ``provider``, or ``None`` where it would differ."""
+        if _INTERNALS is None:
+            return None
+        no_op_metrics, hooks = _INTERNALS
         try:
             processor = provider._active_span_processor
             usable = (
@@ -90,13 +134,13 @@ class FastSpans:
                 and type(tracer) is Tracer
                 and type(processor) is SynchronousMultiSpanProcessor
                 and tracer.span_processor is processor
-                and type(tracer._tracer_metrics) is NoOpTracerMetrics
+                and type(tracer._tracer_metrics) is no_op_metrics
                 and tracer._is_enabled()
-                and _quiet_processors(processor._span_processors)
+                and _quiet_processors(processor._span_processors, hooks)
             )
         except AttributeError:  # another SDK version: use start_span
             return None
-        return cls(tracer, processor) if usable else None
+        return cls(tracer, processor, hooks) if usable else None
 
     @property
     def still_valid(self) -> bool:
@@ -104,7 +148,7 @@ class FastSpans:
         current = self._processor._span_processors
         if current is self._known:
             return True
-        if _quiet_processors(current):
+        if _quiet_processors(current, self._hooks):
             self._known = current
             return True
         return False
@@ -115,6 +159,7 @@ class FastSpans:
         parent: trace.Span | None,
         kind: SpanKind = _INTERNAL,
         attributes: Mapping[str, AttributeValue] | None = None,
+        start_time: int | None = None,
     ) -> FastSpan:
         """Start a span as ``Tracer.start_span`` would under ``parent``.
 
@@ -123,7 +168,9 @@ class FastSpans:
             parent: the parent span (``None``: the caller's current span, if any).
             kind: the span kind.
             attributes: attributes at start.
+            start_time: the start in ns since the epoch (default: now).
         """
+        start = start_time if start_time is not None else time.time_ns()
         parent_context = (
             parent.get_span_context()
             if parent is not None
@@ -137,12 +184,33 @@ class FastSpans:
         else:
             trace_id = ids.generate_trace_id()
             random_id = ids.is_trace_id_random()
-        if valid and self._local_children_sampled and not remote and parent_flags & _SAMPLED:
-            # What ParentBased(local_parent_sampled=ALWAYS_ON) decides, without the call.
+        if (
+            self._local_children_sampled and not remote and parent_flags & _SAMPLED
+            if valid
+            else self._roots_sampled
+        ):
+            # What ParentBased decides for a sampled local parent (ALWAYS_ON) or for no
+            # parent (its root sampler, ALWAYS_ON: no attributes, an empty trace state),
+            # without the calls.
             flags = _SAMPLED_RANDOM if random_id else _SAMPLED_ONLY
-            context = SpanContext(trace_id, ids.generate_span_id(), False, flags, trace_state)
+            context = SpanContext(
+                trace_id,
+                ids.generate_span_id(),
+                False,
+                flags,
+                trace_state if valid else _EMPTY_STATE,
+            )
             start_attributes = dict(attributes) if attributes else None
-            return FastSpan(self, name, context, parent_context, kind, start_attributes, True)
+            return FastSpan(
+                self,
+                name,
+                context,
+                parent_context if valid else None,
+                kind,
+                start_attributes,
+                True,
+                start,
+            )
         # As start_span: the sampler sees the context the span was asked for in.
         otel_context = trace.set_span_in_context(parent) if parent is not None else None
         result = self._sampler.should_sample(otel_context, trace_id, name, kind, attributes, ())
@@ -160,6 +228,7 @@ class FastSpans:
             kind,
             merged or None,
             result.decision is not Decision.DROP,
+            start,
         )
 
     def materialise(self, span: FastSpan, end_time: int) -> None:
@@ -201,6 +270,7 @@ class FastSpan(trace.Span, ReadableSpan):
         kind: SpanKind,
         attributes: dict[str, AttributeValue] | None,
         recording: bool,
+        start_time: int,
     ) -> None:
         # ReadableSpan's fields, set directly (its __init__ would build an empty Resource);
         # the ones every new span shares are class attributes below.
@@ -208,7 +278,7 @@ class FastSpan(trace.Span, ReadableSpan):
         self._context = context
         self._kind = kind
         self._parent = parent
-        self._start_time = time.time_ns()
+        self._start_time = start_time
         self._instrumentation_info = maker.instrumentation_info
         self._instrumentation_scope = maker.instrumentation_scope
         self._resource = maker.resource

@@ -23,9 +23,16 @@ from opentelemetry.sdk.trace.sampling import (
 from opentelemetry.trace import Link, SpanKind, StatusCode
 from opentelemetry.util.types import Attributes
 
-from oscar_langchain.callbacks import OscarTracer
-from oscar_langchain.callbacks._otel_fast import FastSpan, FastSpans
+from oscar_langchain.callbacks import OscarTracer, _otel_fast
+from oscar_langchain.callbacks._otel_fast import FastSpan, FastSpans, sdk_supported
 from tests.unit_tests.callbacks.fakes import FakeChat, otel, tree
+
+# The direct path exists only for the SDK versions it was checked against; on any other
+# installed SDK these tests have nothing to compare, and the tracer's own tests (tree,
+# GenAI attributes) exercise start_span instead.
+needs_fast = pytest.mark.skipif(
+    _otel_fast._INTERNALS is None, reason="installed opentelemetry-sdk is outside TESTED_SDK"
+)
 
 
 class Collect(SpanProcessor):
@@ -86,6 +93,7 @@ def summary(spans: Sequence[ReadableSpan]) -> list[Any]:
     return out
 
 
+@needs_fast
 def test_fast_and_start_span_paths_export_the_same() -> None:
     fast_provider, fast_exporter = otel()
     slow_provider = TracerProvider()
@@ -104,6 +112,7 @@ def test_fast_and_start_span_paths_export_the_same() -> None:
     assert all(s.end_time >= s.start_time for s in fast_spans)  # type: ignore[operator]
 
 
+@needs_fast
 def test_processor_added_later_switches_to_start_span() -> None:
     provider, exporter = otel()
     tracer = OscarTracer(provider)
@@ -159,6 +168,7 @@ def run_with(sampler: Sampler) -> list[ReadableSpan]:
     return collect.spans
 
 
+@needs_fast
 def test_samplers_are_honoured() -> None:
     assert run_with(ParentBased(ALWAYS_OFF)) == []
     tagged = run_with(Tagging())
@@ -173,6 +183,7 @@ def test_samplers_are_honoured() -> None:
     assert len(run_with(ALWAYS_ON)) == 3
 
 
+@needs_fast
 def test_root_joins_a_remote_parent() -> None:
     provider, exporter = otel()
     remote = trace.SpanContext(0xABC, 0xDEF, is_remote=True, trace_flags=trace.TraceFlags(1))
@@ -183,6 +194,7 @@ def test_root_joins_a_remote_parent() -> None:
     assert span.parent is not None and span.parent.span_id == 0xDEF
 
 
+@needs_fast
 def test_fast_span_records_every_change_for_the_sdk() -> None:
     provider, exporter = otel()
     fast = FastSpans.create(provider, provider.get_tracer("t"))
@@ -216,3 +228,43 @@ def test_fast_span_records_every_change_for_the_sdk() -> None:
 def test_other_providers_have_no_fast_path(make: Any) -> None:
     provider = make()
     assert FastSpans.create(provider, getattr(provider, "get_tracer", lambda n: None)("t")) is None
+
+
+@pytest.mark.parametrize(
+    ("version", "supported"),
+    [("1.42.0", True), ("1.45.2", True), ("1.41.9", False), ("1.46.0", False), ("x.y", False)],
+)
+def test_only_tested_sdk_versions_get_the_direct_path(version: str, supported: bool) -> None:
+    assert sdk_supported(version) is supported
+
+
+def test_untested_sdk_uses_start_span(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_otel_fast, "_SDK_VERSION", "1.30.0")
+    assert _otel_fast._sdk_internals() is None
+    monkeypatch.setattr(_otel_fast, "_INTERNALS", None)
+    provider, exporter = otel()
+    tracer = OscarTracer(provider)
+    assert tracer._fast is None
+    (RunnableLambda(lambda x: x + 1) | RunnableLambda(lambda x: x * 2)).invoke(
+        1, {"callbacks": [tracer]}
+    )
+    spans = exporter.get_finished_spans()
+    assert not any(isinstance(s, FastSpan) for s in spans)
+    assert tree(spans) == [("RunnableSequence", [("RunnableLambda", []), ("RunnableLambda", [])])]
+
+
+@needs_fast
+def test_default_root_decision_matches_start_span() -> None:
+    provider, _ = otel()
+    tracer = provider.get_tracer("t")
+    fast = FastSpans.create(provider, tracer)
+    assert fast is not None and fast._roots_sampled
+    ours = fast.start("root", None, attributes={"a": 1})
+    theirs = tracer.start_span("root", attributes={"a": 1})
+    assert ours.parent is None and theirs.parent is None  # type: ignore[attr-defined]
+    ours_ctx, theirs_ctx = ours.get_span_context(), theirs.get_span_context()
+    assert ours_ctx.trace_flags == theirs_ctx.trace_flags
+    assert ours_ctx.trace_state == theirs_ctx.trace_state
+    assert ours_ctx.is_valid and not ours_ctx.is_remote
+    assert ours.start_attributes == {"a": 1}
+    theirs.end()

@@ -191,7 +191,7 @@ def test_failing_tracer_never_breaks_the_chain(caplog: Any) -> None:
     tracer = OscarTracer(ExplodingProvider())  # type: ignore[arg-type]
     chain = RunnableLambda(lambda x: x + 1) | RunnableLambda(lambda x: x * 2)
     assert chain.invoke(1, {"callbacks": [tracer]}) == 4
-    assert tracer.internal_errors == 3  # three starts failed; ends found no span
+    assert tracer.internal_errors == 3  # each of the three spans failed to start
     assert "exporter misconfigured" in caplog.text
 
 
