@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, cast
+from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.sdk.trace import (
@@ -84,7 +84,9 @@ def _sdk_internals() -> tuple[type[Any], frozenset[tuple[Any, Any]]] | None:
 _INTERNALS = _sdk_internals()
 
 _UNSET = Status(StatusCode.UNSET)
-_SAMPLED, _RANDOM = TraceFlags.SAMPLED, TraceFlags.RANDOM_TRACE_ID
+_SAMPLED = TraceFlags.SAMPLED
+# The W3C random-trace-id flag (API >= 1.42); older APIs never take the direct path.
+_RANDOM: int = getattr(TraceFlags, "RANDOM_TRACE_ID", 0)
 _SAMPLED_ONLY = TraceFlags(_SAMPLED)
 _SAMPLED_RANDOM = TraceFlags(_SAMPLED | _RANDOM)
 _INTERNAL = SpanKind.INTERNAL
@@ -313,7 +315,7 @@ class FastSpan(trace.Span, ReadableSpan):
 
     def get_span_context(self) -> SpanContext:
         """The span's context (ids, flags, trace state)."""
-        return cast(SpanContext, self._context)
+        return self._context  # type: ignore[return-value]  # a SpanContext, set at start
 
     def set_attributes(self, attributes: Mapping[str, AttributeValue]) -> None:
         """Set attributes (validated by the SDK when the span ends)."""

@@ -126,7 +126,9 @@ def test_processor_added_later_switches_to_start_span() -> None:
     assert not tracer._fast.still_valid
     chain.invoke(1, {"callbacks": [tracer]})
     assert late.started == ["RunnableSequence", "RunnableLambda", "RunnableLambda"]
-    assert tree(late.spans) == [("RunnableSequence", [("RunnableLambda", []), ("RunnableLambda", [])])]
+    assert tree(late.spans) == [
+        ("RunnableSequence", [("RunnableLambda", []), ("RunnableLambda", [])])
+    ]
 
 
 class Tagging(Sampler):

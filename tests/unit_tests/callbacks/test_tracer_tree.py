@@ -9,6 +9,7 @@ from langchain_core.runnables import RunnableLambda, RunnableParallel
 from opentelemetry.trace import StatusCode
 
 from oscar_langchain.callbacks import OscarTracer
+from oscar_langchain.errors import ConfigurationError
 from tests.unit_tests.callbacks.fakes import otel, tree
 
 
@@ -232,3 +233,70 @@ def test_fallbacks_inside_a_sequence_nest_under_the_fallbacks_run() -> None:
             [("RunnableWithFallbacks", [("double", []), ("fail", [])]), ("add_one", [])],
         )
     ]
+
+
+def _start(tracer: OscarTracer, name: str, parent: object = None) -> object:
+    from uuid import uuid4
+
+    run = uuid4()
+    tracer.on_chain_start(None, {}, run_id=run, parent_run_id=parent, name=name)  # type: ignore[arg-type]
+    return run
+
+
+def _end(tracer: OscarTracer, run: object) -> None:
+    tracer.on_chain_end({}, run_id=run)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("sdk_path", [True, False])
+def test_spans_wait_for_their_root_then_keep_their_own_times(sdk_path: bool) -> None:
+    provider, exporter = otel()
+    tracer = OscarTracer(provider)
+    if not sdk_path:
+        tracer._fast = None  # the start_span path defers the same way
+    root = _start(tracer, "root")
+    child = _start(tracer, "child", root)
+    grandchild = _start(tracer, "grandchild", child)
+    _end(tracer, grandchild)
+    _end(tracer, child)
+    assert exporter.get_finished_spans() == () and tracer.pending_spans == 2
+    _end(tracer, root)
+    spans = exporter.get_finished_spans()
+    assert [s.name for s in spans] == ["grandchild", "child", "root"]  # in the order they ended
+    assert tree(spans) == [("root", [("child", [("grandchild", [])])])]
+    by_name = {s.name: s for s in spans}
+    assert by_name["root"].start_time <= by_name["child"].start_time  # type: ignore[operator]
+    assert by_name["grandchild"].end_time <= by_name["child"].end_time  # type: ignore[operator]
+    assert by_name["child"].end_time <= by_name["root"].end_time  # type: ignore[operator]
+    assert tracer.pending_spans == 0 and tracer.open_runs == 0
+
+
+def test_a_long_root_delivers_its_children_every_max_pending_spans() -> None:
+    provider, exporter = otel()
+    tracer = OscarTracer(provider, max_pending_spans=4)
+    root = _start(tracer, "agent")
+    for step in range(10):
+        _end(tracer, _start(tracer, f"step{step}", root))
+        assert tracer.pending_spans < 4  # bounded, whatever the root's length
+    delivered = exporter.get_finished_spans()
+    assert len(delivered) == 8 and all(s.parent is not None for s in delivered)
+    tracer.flush()
+    assert len(exporter.get_finished_spans()) == 10
+    _end(tracer, root)
+    spans = exporter.get_finished_spans()
+    assert tree(spans) == [("agent", [(f"step{i}", []) for i in range(10)])]
+    root_id = spans[-1].context.span_id
+    assert all(s.parent.span_id == root_id for s in spans[:-1])  # type: ignore[union-attr]
+    with pytest.raises(ConfigurationError, match="max_pending_spans"):
+        OscarTracer(provider, max_pending_spans=0)
+
+
+def test_a_run_that_outlives_its_parent_is_delivered_when_it_ends() -> None:
+    provider, exporter = otel()
+    tracer = OscarTracer(provider)
+    root = _start(tracer, "root")
+    background = _start(tracer, "background", root)
+    _end(tracer, root)
+    assert [s.name for s in exporter.get_finished_spans()] == ["root"]
+    _end(tracer, background)
+    assert tree(exporter.get_finished_spans()) == [("root", [("background", [])])]
+    assert tracer.pending_spans == 0
