@@ -41,7 +41,7 @@ from opentelemetry.sdk.trace import _Span as SdkSpan
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, Decision, ParentBased
 from opentelemetry.sdk.version import __version__ as _SDK_VERSION
-from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState
 from opentelemetry.util.types import Attributes, AttributeValue
 
 __all__ = ["TESTED_SDK", "FastSpan", "FastSpans", "sdk_supported"]
@@ -195,41 +195,29 @@ class FastSpans:
             # parent (its root sampler, ALWAYS_ON: no attributes, an empty trace state),
             # without the calls.
             flags = _SAMPLED_RANDOM if random_id else _SAMPLED_ONLY
-            context = SpanContext(
-                trace_id,
-                ids.generate_span_id(),
-                False,
-                flags,
-                trace_state if valid else _EMPTY_STATE,
-            )
+            state: TraceState | None = trace_state if valid else _EMPTY_STATE
             start_attributes = dict(attributes) if attributes else None
-            return FastSpan(
-                self,
-                name,
-                context,
-                parent_context if valid else None,
-                kind,
-                start_attributes,
-                True,
-                start,
+            recording = True
+        else:
+            # As start_span: the sampler sees the context the span was asked for in.
+            otel_context = trace.set_span_in_context(parent) if parent is not None else None
+            result = self._sampler.should_sample(otel_context, trace_id, name, kind, attributes, ())
+            sampled = result.decision is Decision.RECORD_AND_SAMPLE
+            flags = TraceFlags(
+                (_SAMPLED if sampled else TraceFlags.DEFAULT) | (_RANDOM if random_id else 0)
             )
-        # As start_span: the sampler sees the context the span was asked for in.
-        otel_context = trace.set_span_in_context(parent) if parent is not None else None
-        result = self._sampler.should_sample(otel_context, trace_id, name, kind, attributes, ())
-        flags = TraceFlags(
-            (_SAMPLED if result.decision is Decision.RECORD_AND_SAMPLE else TraceFlags.DEFAULT)
-            | (_RANDOM if random_id else 0)
-        )
-        context = SpanContext(trace_id, ids.generate_span_id(), False, flags, result.trace_state)
-        merged = {**result.attributes, **(attributes or {})}
+            state = result.trace_state
+            start_attributes = {**result.attributes, **(attributes or {})} or None
+            recording = result.decision is not Decision.DROP
+        context = SpanContext(trace_id, ids.generate_span_id(), False, flags, state)
         return FastSpan(
             self,
             name,
             context,
             parent_context if valid else None,
             kind,
-            merged or None,
-            result.decision is not Decision.DROP,
+            start_attributes,
+            recording,
             start,
         )
 
