@@ -75,10 +75,10 @@ def dense_sides(texts: list[str], questions: list[str], cache: Path | None) -> d
         from bench_retriever import MiniLMEmbeddings
 
         model = MiniLMEmbeddings()
-        matrix = HybridRetriever.load(saved, embeddings=model)._dense._matrix
-        assert matrix is not None
+        columns = HybridRetriever.load(saved, embeddings=model)._dense._columns
+        assert columns is not None
         q = np.asarray(model.embed_documents(questions), np.float32)
-        sides["all-MiniLM-L6-v2"] = unit(q) @ matrix.view.T
+        sides["all-MiniLM-L6-v2"] = unit(q) @ columns.view
     return sides
 
 
