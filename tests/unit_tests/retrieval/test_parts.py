@@ -151,6 +151,17 @@ def test_dense_loads_the_row_layout_of_earlier_saves(tmp_path: Path) -> None:
     write_manifest(odd, "oscar-dense", {"layout": "diagonal"})
     with pytest.raises(RetrievalError, match="unknown layout"):
         DenseIndex.load(odd)
+    for name, ids, error in (
+        ("short", ["a", "b"], "vectors disagree"),
+        ("badids", ["a", 1, "c"], "not a list of str"),
+    ):
+        bad = tmp_path / name
+        bad.mkdir()
+        np.save(bad / "columns.npy", np.eye(2, 3, dtype=np.float32), allow_pickle=False)
+        write_json(bad / "ids.json", ids)
+        write_manifest(bad, "oscar-dense", {"layout": "columns"})
+        with pytest.raises(RetrievalError, match=error):
+            DenseIndex.load(bad)
 
 
 def test_dense_search_delete_upsert_and_compact() -> None:
