@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from oscar_langchain.embeddings import OfflineEmbeddings
 from oscar_langchain.retrieval import BM25Index, HybridRetriever, QueryOptimizer
+from oscar_langchain.retrieval.dense import cosines
 from oscar_langchain.retrieval.tokenize import Tokenizer
 
 DATA = Path("/work/shared/data/chunking_eval")
@@ -84,30 +85,58 @@ def timeit(fn: Callable[[], Any], repeat: int = 1) -> float:
     return best
 
 
-def per_query_ms(fn: Callable[[Any], Any], queries: Sequence[Any], rounds: int = 3) -> float:
-    """Median over rounds of the mean latency per query, in ms (one warm-up pass)."""
+def wall_and_cpu_ms(
+    fn: Callable[[Any], Any], queries: Sequence[Any], rounds: int = 3
+) -> tuple[float, float]:
+    """Medians over rounds of the mean wall and process-CPU time per query, in ms.
+
+    One warm-up pass first. Process CPU time adds up all threads (both sides of a
+    hybrid query); wall time includes waiting for a core on a loaded machine.
+    """
     for q in queries[:5]:
         fn(q)
-    means = []
+    walls, cpus = [], []
     for _ in range(rounds):
-        t0 = CLOCK()
+        w0, c0 = time.perf_counter(), time.process_time()
         for q in queries:
             fn(q)
-        means.append((CLOCK() - t0) / len(queries) * 1000)
-    return statistics.median(means)
+        walls.append((time.perf_counter() - w0) / len(queries) * 1000)
+        cpus.append((time.process_time() - c0) / len(queries) * 1000)
+    return statistics.median(walls), statistics.median(cpus)
+
+
+def per_query_ms(fn: Callable[[Any], Any], queries: Sequence[Any], rounds: int = 3) -> float:
+    """Median over rounds of the mean latency per query in ms, on ``CLOCK``."""
+    wall, cpu = wall_and_cpu_ms(fn, queries, rounds)
+    return cpu if CLOCK is time.process_time else wall
+
+
+def both(times: tuple[float, float]) -> str:
+    return f"{times[0]:.3f} / {times[1]:.3f} ms"
 
 
 class CachedEmbeddings(Embeddings):
-    """Serves precomputed vectors, so query latency excludes the embedding model."""
+    """Serves precomputed vectors, so query latency excludes the embedding model.
 
-    def __init__(self, vectors: dict[str, list[float]]) -> None:
-        self.vectors = vectors
+    Documents are looked up in ``docs`` (text -> row of ``matrix``), queries in
+    ``queries`` (text -> vector); the matrix rows are handed over as one array.
+    """
 
-    def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        return [self.vectors[t] for t in texts]
+    def __init__(
+        self,
+        docs: dict[str, int] | None = None,
+        matrix: np.ndarray[Any, Any] | None = None,
+        queries: dict[str, np.ndarray[Any, Any]] | None = None,
+    ) -> None:
+        self.docs = docs or {}
+        self.matrix = matrix if matrix is not None else np.zeros((0, 0), np.float32)
+        self.queries = queries or {}
 
-    def embed_query(self, text: str) -> list[float]:
-        return self.vectors[text]
+    def embed_documents(self, texts: list[str]) -> Any:
+        return self.matrix[[self.docs[t] for t in texts]]
+
+    def embed_query(self, text: str) -> Any:
+        return self.queries[text]
 
 
 def _noop() -> Any:
@@ -182,7 +211,7 @@ def speed(corpora: dict[str, str], questions: list[str], n_docs: int, n_queries:
     ours_tok_q = per_query_ms(lambda q: index.search(tok(q), 10), queries)
     rows.append(("query, BM25 core incl. tokenizing", f"{ours_tok_q:.3f} ms", "", ""))
 
-    bm25_only = HybridRetriever(embeddings=CachedEmbeddings({}), k=10, dense_weight=0.0)
+    bm25_only = HybridRetriever(embeddings=CachedEmbeddings(), k=10, dense_weight=0.0)
     bm25_only._bm25 = index
     bm25_only._docs = {i: _doc(i, d) for i, d in zip(ids, docs, strict=True)}
     lc_rounds = 1 if n_docs > 50_000 else 3
@@ -229,39 +258,122 @@ def speed(corpora: dict[str, str], questions: list[str], n_docs: int, n_queries:
         )
     )
 
-    for dim in (1024, 384):
-        rng = np.random.default_rng(dim)
-        vectors = {t: list(rng.normal(size=dim)) for t in docs + queries}
-        hybrid = HybridRetriever.from_texts(
-            docs, ids=ids, embeddings=CachedEmbeddings(vectors), k=10
-        )
-        hq = per_query_ms(lambda q: hybrid.invoke(q), queries)
-        core = per_query_ms(lambda q: hybrid._get_relevant_documents(q, run_manager=NOOP), queries)
-        dq = per_query_ms(lambda q: hybrid.invoke(q, bm25_weight=0.0), queries)
-        mm = per_query_ms(lambda q: hybrid.invoke(q, fusion="score"), queries)
-        rows.append(
-            (
-                f"hybrid invoke, dim {dim} (query embedding excluded)",
-                f"{hq:.3f} ms",
-                f"dense-only {dq:.3f} ms; hybrid with min-max fusion {mm:.3f} ms",
-                "",
-            )
-        )
-        matrix = hybrid._dense._matrix.view  # the floor: one float32 matrix-vector product
-        qv = np.asarray(vectors[queries[0]], np.float32)
-        floor = per_query_ms(lambda _q: matrix @ qv, queries)
-        rows.append(
-            (
-                f"hybrid search without LangChain callbacks, dim {dim}",
-                f"{core:.3f} ms",
-                f"numpy matrix @ vector alone {floor:.3f} ms",
-                "",
-            )
-        )
-
     print("| measure | oscar | anchor | speed-up |\n|---|---|---|---|")
     for r in rows:
         print("| " + " | ".join(r) + " |")
+    print(f"\n### Hybrid, {n_docs} documents, top-10, query embedding excluded\n")
+    hybrid_speed(docs, ids, queries)
+    crossover(docs, queries)
+
+
+def hybrid_speed(docs: list[str], ids: list[str], queries: list[str]) -> None:
+    """Hybrid latency, query embedding excluded, in wall / process-CPU time.
+
+    1024 dimensions: real OfflineEmbeddings vectors of the documents and of the
+    chunking_eval questions (sparse queries: the gathered-rows path), and the same
+    index queried with random dense 1024-d vectors (the full-product path, as a
+    1024-d neural model would take). 384 dimensions: random dense vectors for
+    documents and queries (all-MiniLM-L6-v2-like; latency does not depend on content).
+    """
+    offline = OfflineEmbeddings()
+    t0 = time.perf_counter()
+    doc_vectors = offline.embed_array(docs)
+    q_vectors = offline.embed_array(queries)
+    t_embed = time.perf_counter() - t0
+    share = np.count_nonzero(q_vectors, axis=1) / q_vectors.shape[1]
+    print(
+        f"OfflineEmbeddings: {len(docs)} documents and {len(queries)} questions embedded in "
+        f"{t_embed:.1f} s; nonzero share of the query vectors: median {np.median(share):.3f}, "
+        f"range {share.min():.3f}-{share.max():.3f}\n"
+    )
+    rng = np.random.default_rng(384)
+    setups = {
+        "dim 1024, OfflineEmbeddings queries": (
+            doc_vectors,
+            dict(zip(queries, q_vectors, strict=True)),
+        ),
+        "dim 1024, random dense queries": (
+            doc_vectors,
+            {q: rng.normal(size=1024).astype(np.float32) for q in queries},
+        ),
+        "dim 384, random dense vectors (MiniLM-like)": (
+            rng.normal(size=(len(docs), 384)).astype(np.float32),
+            {q: rng.normal(size=384).astype(np.float32) for q in queries},
+        ),
+    }
+    rows: list[tuple[str, str, str]] = []
+    hybrid: HybridRetriever | None = None
+    for label, (matrix, q_map) in setups.items():
+        embeddings = CachedEmbeddings({t: i for i, t in enumerate(docs)}, matrix, q_map)
+        if hybrid is None or hybrid._dense.dimension != matrix.shape[1]:
+            hybrid = HybridRetriever.from_texts(docs, ids=ids, embeddings=embeddings, k=10)
+        hybrid.embeddings = embeddings
+        retriever = hybrid
+        columns = retriever._dense._columns.view  # type: ignore[union-attr]
+        row_major = np.ascontiguousarray(columns.T)  # the layout before session 3
+        unit = {q: v / max(float(np.linalg.norm(v)), 1e-30) for q, v in q_map.items()}
+        fetch = retriever.fetch_k
+        hits = {
+            q: (
+                retriever._bm25_side(q, fetch, None),
+                retriever._dense_search(q_map[q], fetch, None),
+            )
+            for q in queries
+        }
+        timed = {
+            "hybrid invoke": lambda q: retriever.invoke(q),
+            "hybrid without LangChain callbacks": lambda q: retriever._get_relevant_documents(
+                q, run_manager=NOOP
+            ),
+            "dense-only invoke": lambda q: retriever.invoke(q, bm25_weight=0.0),
+            "hybrid invoke, min-max fusion": lambda q: retriever.invoke(q, fusion="score"),
+            "part: dense side (DenseIndex.query, top-50 + z-score stats)": lambda q: (
+                retriever._dense_search(q_map[q], fetch, None)
+            ),
+            "part: BM25 side (tokenize + top-50 + stats)": lambda q: retriever._bm25_side(
+                q, fetch, None
+            ),
+            "part: fusion + documents (z-score)": lambda q: retriever._finish(
+                hits[q], (1.0, 1.0), 10, None
+            ),
+            "floor: cosines() alone (path chosen per query)": lambda q: cosines(columns, unit[q]),
+            "floor: full product q @ (dim, n) matrix": lambda q: unit[q] @ columns,
+            "floor: row-major (n, dim) matrix @ q (old layout)": lambda q: row_major @ unit[q],
+        }
+        for name, fn in timed.items():
+            rows.append((label, name, both(wall_and_cpu_ms(fn, queries))))
+    print("| vectors | measure | wall / CPU per query |\n|---|---|---|")
+    for r in rows:
+        print("| " + " | ".join(r) + " |")
+
+
+def crossover(docs: list[str], queries: list[str]) -> None:
+    """Gathered rows vs the full product by the query's nonzero share (20k x 1024 here)."""
+    from oscar_langchain.retrieval.dense import _gather_pays, gathered_product
+
+    rng = np.random.default_rng(7)
+    n = len(docs)
+    columns = rng.normal(size=(1024, n)).astype(np.float32)
+    print(f"\nDense product at {n} x 1024, random query support, process CPU time per query:\n")
+    print("| nonzero share | gathered rows | full product | ratio | cosines() picks |")
+    print("|---|---|---|---|---|")
+    for share in (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9):
+        nnz = int(share * 1024)
+        qs = []
+        for _ in range(20):
+            q = np.zeros(1024, np.float32)
+            q[rng.choice(1024, nnz, replace=False)] = rng.random(nnz).astype(np.float32)
+            qs.append(q)
+        nonzero = [np.flatnonzero(q) for q in qs]
+        idx = list(range(len(qs)))
+        _, gathered = wall_and_cpu_ms(
+            lambda i: gathered_product(columns, nonzero[i], qs[i][nonzero[i]]), idx
+        )
+        _, full = wall_and_cpu_ms(lambda i: qs[i] @ columns, idx)
+        pick = "gathered" if _gather_pays(nnz, 1024, n) else "full"
+        print(
+            f"| {share:.2f} | {gathered:.3f} ms | {full:.3f} ms | {gathered / full:.2f} | {pick} |"
+        )
 
 
 def _doc(doc_id: str, text: str) -> Any:

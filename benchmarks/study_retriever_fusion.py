@@ -11,6 +11,11 @@ corpus-fitted TF-IDF cosines (char 3-5-grams, word 1-2-grams: strong lexical
 baselines), LSA (256-d TruncatedSVD) of the OfflineEmbeddings features fitted on the
 corpus, and all-MiniLM-L6-v2 when a ``bench_retriever.py --cache-dir`` index exists.
 Differences to BM25-only come with a paired bootstrap 95% interval over questions.
+
+``--variants`` instead compares z-score fusion variants for the OfflineEmbeddings and
+MiniLM sides (equal weights unless stated): ``fetch_k`` 50/100/200, the exact z-score
+sum (each document's true score on both sides instead of the missing side's floor),
+median/MAD statistics for the dense side, BM25 statistics over matching chunks only.
 """
 # ruff: noqa: E402 - BLAS thread settings must precede the numpy import
 
@@ -75,10 +80,10 @@ def dense_sides(texts: list[str], questions: list[str], cache: Path | None) -> d
         from bench_retriever import MiniLMEmbeddings
 
         model = MiniLMEmbeddings()
-        matrix = HybridRetriever.load(saved, embeddings=model)._dense._matrix
-        assert matrix is not None
+        columns = HybridRetriever.load(saved, embeddings=model)._dense._columns
+        assert columns is not None
         q = np.asarray(model.embed_documents(questions), np.float32)
-        sides["all-MiniLM-L6-v2"] = unit(q) @ matrix.view.T
+        sides["all-MiniLM-L6-v2"] = unit(q) @ columns.view
     return sides
 
 
@@ -99,11 +104,67 @@ def evaluate(rankings: list[Any], relevant: list[set[str]]) -> Matrix:
     )
 
 
+def zscores(scores: Matrix, stats: str = "all") -> Matrix:
+    """Z-scores of one query's scores: over all chunks, robust (median/MAD) or matching."""
+    values = scores[scores > 0] if stats == "matching" else scores
+    if stats == "robust":
+        centre = float(np.median(values))
+        spread = float(np.median(np.abs(values - centre))) * 1.4826
+    else:
+        centre = float(values.mean()) if len(values) else 0.0
+        spread = float(values.std()) if len(values) else 0.0
+    out: Matrix = (scores - centre) / spread if spread > 0 else np.zeros_like(scores)
+    return out
+
+
+def variants(
+    bm25_scores: Matrix, sides: dict[str, Matrix], ids: list[str], relevant: list[set[str]]
+) -> None:
+    """Z-score fusion variants against BM25-only, with paired bootstrap intervals."""
+    rng = np.random.default_rng(0)
+    resample = rng.integers(0, len(relevant), (5000, len(relevant)))
+    base = evaluate([ranking(b, ids, 50, True)[0] for b in bm25_scores], relevant)
+
+    def top(z: Matrix) -> list[tuple[str, float]]:
+        return [(ids[i], float(z[i])) for i in np.argsort(-z, kind="stable")[:10]]
+
+    print("| dense side | variant | hybrid | minus BM25: recall@5 | nDCG@10 |")
+    print("|---|---|---|---|---|")
+    for name, dense_scores in sides.items():
+        pairs = list(zip(bm25_scores, dense_scores, strict=True))
+        found: dict[str, list[Any]] = {}
+        for fetch in (50, 100, 200):
+            label = f"floor for missing, fetch_k {fetch}" + (" (default)" if fetch == 50 else "")
+            found[label] = []
+            for b, d in pairs:
+                (rb, sb), (rd, sd) = ranking(b, ids, fetch, True), ranking(d, ids, fetch, False)
+                found[label].append(zscore_fusion([rb, rd], [1.0, 1.0], [sb, sd]))
+        found["exact z-score sum"] = [top(zscores(b) + zscores(d)) for b, d in pairs]
+        found["exact, dense median/MAD"] = [
+            top(zscores(b) + zscores(d, "robust")) for b, d in pairs
+        ]
+        found["exact, BM25 stats over matching chunks"] = [
+            top(zscores(b, "matching") + zscores(d)) for b, d in pairs
+        ]
+        found["exact, dense weight 0.5"] = [top(zscores(b) + 0.5 * zscores(d)) for b, d in pairs]
+        for label, rankings in found.items():
+            hybrid = evaluate(rankings, relevant)
+            diff = hybrid - base
+            low, high = np.percentile(diff[resample].mean(axis=1), [2.5, 97.5], axis=0)
+            cells = [f"{diff[:, i].mean():+.3f} [{low[i]:+.3f}, {high[i]:+.3f}]" for i in (0, 1)]
+            print(
+                f"| {name} | {label} | {hybrid[:, 0].mean():.3f} / {hybrid[:, 1].mean():.3f} | "
+                + " | ".join(cells)
+                + " |"
+            )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--chunk-size", type=int, default=800)
     parser.add_argument("--fetch", type=int, default=50)
     parser.add_argument("--minilm-cache", type=Path, default=None)
+    parser.add_argument("--variants", action="store_true", help="z-score fusion variants")
     args = parser.parse_args()
     corpora, rows = load_eval()
     chunks = chunk(corpora, args.chunk_size)
@@ -123,6 +184,12 @@ def main() -> int:
     index = BM25Index()
     index.add(ids, tok.many(texts))
     bm25 = [ranking(index.get_scores(tok(q)), ids, args.fetch, True) for q in questions]
+    if args.variants:
+        sides = dense_sides(texts, questions, args.minilm_cache)
+        keep = ("OfflineEmbeddings (default)", "all-MiniLM-L6-v2")
+        bm25_scores = np.array([index.get_scores(tok(q)) for q in questions])
+        variants(bm25_scores, {k: v for k, v in sides.items() if k in keep}, ids, relevant)
+        return 0
     base = evaluate([r for r, _ in bm25], relevant)
     rng = np.random.default_rng(0)
     resample = rng.integers(0, len(questions), (5000, len(questions)))

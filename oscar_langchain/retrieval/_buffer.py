@@ -1,4 +1,7 @@
-"""A growable 1-D or 2-D numpy array with amortised O(1) appends (capacity doubling)."""
+"""Growable numpy arrays with amortised O(1) appends (capacity doubling).
+
+:class:`Buffer` appends rows (or items), :class:`ColumnBuffer` appends columns.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Buffer"]
+__all__ = ["Buffer", "ColumnBuffer"]
 
 
 class Buffer:
@@ -56,3 +59,45 @@ class Buffer:
         if not self._data.flags.writeable:
             self._data = np.array(self._data[: self._n])
         self._data[index] = value
+
+
+class ColumnBuffer:
+    """A ``(height, n)`` float matrix to which columns are appended, capacity doubling.
+
+    ``view`` is ``data[:, :n]``: each row is contiguous (a row is what a sparse query
+    gathers), rows are ``capacity`` apart, which BLAS takes as its leading dimension.
+    As with :class:`Buffer`, growing allocates a new array (earlier views stay valid)
+    and a read-only (memory-mapped) array is copied on first growth.
+    """
+
+    def __init__(self, dtype: npt.DTypeLike, height: int) -> None:
+        self._data: np.ndarray[Any, Any] = np.empty((height, 0), dtype=dtype)
+        self._n = 0
+
+    @classmethod
+    def wrap(cls, array: np.ndarray[Any, Any]) -> ColumnBuffer:
+        """A buffer whose content is the 2-D ``array`` (not copied until it grows)."""
+        buf = cls(array.dtype, array.shape[0])
+        buf._data = array
+        buf._n = array.shape[1]
+        return buf
+
+    def __len__(self) -> int:
+        return self._n
+
+    @property
+    def view(self) -> np.ndarray[Any, Any]:
+        """The filled columns."""
+        return self._data[:, : self._n]
+
+    def extend(self, columns: npt.ArrayLike) -> None:
+        """Append the columns of the ``(height, m)`` array ``columns``."""
+        arr = np.asarray(columns, dtype=self._data.dtype)
+        need = self._n + arr.shape[1]
+        if need > self._data.shape[1] or not self._data.flags.writeable:
+            capacity = max(need, 2 * self._data.shape[1], 16)
+            grown = np.empty((self._data.shape[0], capacity), dtype=self._data.dtype)
+            grown[:, : self._n] = self._data[:, : self._n]
+            self._data = grown
+        self._data[:, self._n : need] = arr
+        self._n = need

@@ -1,9 +1,14 @@
-"""Exact cosine search over a contiguous float32 matrix, with optional MMR.
+"""Exact cosine search over a float32 matrix of columns, with optional MMR.
 
 The dense half of the hybrid retriever (no LangChain import): vectors are
-L2-normalised on the way in, stored row by row in a growable float32 matrix, and a
-query is one matrix-vector product plus ``np.argpartition``. Deleted rows are masked
-and compacted away once they are a quarter of the matrix.
+L2-normalised on the way in and stored as the *columns* of a growable ``(dim, n)``
+float32 matrix, so one row holds one coordinate of every document. A query's cosines
+are ``q @ matrix`` (one BLAS matrix-vector product, memory-bound); when the query is
+sparse, as hashed n-gram embeddings like
+:class:`~oscar_langchain.embeddings.OfflineEmbeddings` are (10-20% nonzero entries for
+a question), only the rows of its nonzero entries are read (:func:`cosines`): the
+same scores, a fraction of the memory traffic. Top-k is ``np.argpartition``. Deleted
+columns are masked and compacted away once they are a quarter of the matrix.
 
 Example:
     >>> index = DenseIndex()
@@ -18,15 +23,16 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from scipy.linalg import blas
 
 from oscar_langchain.errors import ConfigurationError, RetrievalError
-from oscar_langchain.retrieval._buffer import Buffer
+from oscar_langchain.retrieval._buffer import Buffer, ColumnBuffer
 from oscar_langchain.retrieval.fusion import Hits, ScoreStats
 from oscar_langchain.retrieval.persist import (
     atomic_directory,
@@ -37,11 +43,74 @@ from oscar_langchain.retrieval.persist import (
     write_manifest,
 )
 
-__all__ = ["DenseIndex"]
+__all__ = ["DenseIndex", "cosines", "gathered_product"]
 
 _FORMAT = "oscar-dense"
 _NO_STATS = ScoreStats(0.0, 0.0)
 F32 = np.ndarray[Any, np.dtype[np.float32]]
+_saxpy: Callable[..., F32] = blas.saxpy
+
+# When gathering rows pays (docs/bench_retriever.md, 20k x 1024, one BLAS thread):
+# one axpy per nonzero query entry streams a row as fast as the full product does
+# but costs ~0.3 us of call overhead, worth ~2,000 documents of streaming; measured
+# crossover at 20k documents ~75% nonzero. Gather when the modelled cost is at most
+# _GATHER_MAX_SHARE of the full product's (below ~55% nonzero at 20k documents,
+# ~20% at 1k; small matrices sit in cache, where the full product is fastest).
+_GATHER_MAX_SHARE = 0.6
+_GATHER_CALL_DOCS = 2048
+
+
+def _gather_pays(nonzero: int, dim: int, n: int) -> bool:
+    return nonzero * (n + _GATHER_CALL_DOCS) <= _GATHER_MAX_SHARE * dim * n
+
+
+def gathered_product(columns: F32, rows: np.ndarray[Any, Any], weights: F32) -> F32:
+    """``weights @ columns[rows]`` without copying the rows: one BLAS axpy per row.
+
+    Each row of ``columns`` must be contiguous (as in a C-ordered matrix or a
+    :class:`~oscar_langchain.retrieval._buffer.ColumnBuffer` view).
+
+    Example:
+        >>> cols = np.arange(6, dtype=np.float32).reshape(3, 2)
+        >>> gathered_product(cols, np.array([0, 2]), np.array([1.0, 0.5], np.float32)).tolist()
+        [2.0, 3.5]
+    """
+    out = np.zeros(columns.shape[1], np.float32)
+    for row, weight in zip(rows.tolist(), weights.tolist(), strict=True):
+        out = _saxpy(columns[row], out, a=weight)
+    return out
+
+
+def cosines(columns: F32, query: F32) -> F32:
+    """``query @ columns`` for a ``(dim, n)`` matrix, gathering rows when the query is sparse.
+
+    The result is the full product's to float32 rounding; which path runs depends only
+    on the query's number of nonzero entries and the matrix's shape.
+
+    Example:
+        >>> cols = np.eye(4, 3000, dtype=np.float32)  # 3000 unit vectors as columns
+        >>> scores = cosines(cols, np.array([0.0, 1.0, 0.0, 0.0], np.float32))
+        >>> scores[:3].tolist(), float(scores.sum())
+        ([0.0, 1.0, 0.0], 1.0)
+    """
+    dim, n = columns.shape
+    nonzero = np.flatnonzero(query)
+    if _gather_pays(len(nonzero), dim, n):
+        return gathered_product(columns, nonzero, query[nonzero])
+    scores: F32 = query @ columns
+    return scores
+
+
+def _top_k(scores: F32, candidates: np.ndarray[Any, Any] | None, k: int) -> np.ndarray[Any, Any]:
+    """Positions of the ``k`` best scores among ``candidates`` (``None``: all), unordered."""
+    if candidates is None:
+        if len(scores) <= k:
+            return np.arange(len(scores))
+        return np.argpartition(scores, len(scores) - k)[len(scores) - k :]
+    if len(candidates) <= k:
+        return candidates
+    picked: np.ndarray[Any, Any] = candidates[np.argpartition(-scores[candidates], k - 1)[:k]]
+    return picked
 
 
 def _normalise(vectors: npt.ArrayLike) -> F32:
@@ -53,7 +122,7 @@ def _normalise(vectors: npt.ArrayLike) -> F32:
 
 def _mmr(
     scores: F32,
-    matrix: F32,
+    columns: F32,
     candidates: np.ndarray[Any, Any],
     ids: list[str],
     *,
@@ -65,7 +134,8 @@ def _mmr(
     pool_size = max(fetch_k, k)
     if len(candidates) > pool_size:
         candidates = candidates[np.argpartition(-scores[candidates], pool_size - 1)[:pool_size]]
-    pool = matrix[candidates]
+    candidates = np.sort(candidates)  # gathering columns in storage order is faster
+    pool = np.ascontiguousarray(columns[:, candidates].T)
     relevance = scores[candidates]
     chosen: list[int] = []
     best_sim = np.full(len(candidates), -np.inf, dtype=np.float32)
@@ -88,7 +158,7 @@ class DenseIndex:
     Example:
         >>> idx = DenseIndex()
         >>> idx.add(["x"], [[3.0, 4.0]])
-        >>> idx.search([3.0, 4.0], k=5)
+        >>> [(doc_id, round(score, 6)) for doc_id, score in idx.search([3.0, 4.0], k=5)]
         [('x', 1.0)]
     """
 
@@ -97,7 +167,7 @@ class DenseIndex:
             raise ConfigurationError("compact_ratio", f"must be in (0, 1], got {compact_ratio}")
         self.compact_ratio = compact_ratio
         self._lock = threading.RLock()
-        self._matrix: Buffer | None = None
+        self._columns: ColumnBuffer | None = None  # (dim, n): one column per vector
         self._ids: list[str] = []
         self._pos: dict[str, int] = {}
         self._live = Buffer(np.bool_)
@@ -112,7 +182,7 @@ class DenseIndex:
     @property
     def dimension(self) -> int | None:
         """Vector dimension, ``None`` before the first add."""
-        return None if self._matrix is None else self._matrix.view.shape[1]
+        return None if self._columns is None else self._columns.view.shape[0]
 
     def add(self, ids: Sequence[str], vectors: npt.ArrayLike) -> None:
         """Store vectors; an id already present is replaced (upsert).
@@ -128,9 +198,9 @@ class DenseIndex:
         if not ids:
             return
         with self._lock:
-            if self._matrix is None:
-                self._matrix = Buffer(np.float32, arr.shape[1])
-            if arr.shape[1] != self._matrix.view.shape[1]:
+            if self._columns is None:
+                self._columns = ColumnBuffer(np.float32, arr.shape[1])
+            if arr.shape[1] != self._columns.view.shape[0]:
                 raise ValueError(
                     f"vectors have dimension {arr.shape[1]}, index has {self.dimension}"
                 )
@@ -138,7 +208,7 @@ class DenseIndex:
             if existing:
                 self._delete(existing)
             start = len(self._ids)
-            self._matrix.extend(arr)
+            self._columns.extend(arr.T)
             self._live.extend(np.ones(len(ids), np.bool_))
             self._ids.extend(ids)
             self._pos.update((d, start + i) for i, d in enumerate(ids))
@@ -166,39 +236,49 @@ class DenseIndex:
     def compact(self) -> None:
         """Drop deleted rows from storage."""
         with self._lock:
-            if self._matrix is None:
+            if self._columns is None:
                 return
             keep = np.flatnonzero(self._live.view)
-            self._matrix = Buffer.wrap(np.ascontiguousarray(self._matrix.view[keep]))
+            self._columns = ColumnBuffer.wrap(np.ascontiguousarray(self._columns.view[:, keep]))
             self._ids = [self._ids[i] for i in keep]
             self._pos = {d: i for i, d in enumerate(self._ids)}
             self._live = Buffer.wrap(np.ones(len(keep), np.bool_))
 
     def _scores(
         self, query: npt.ArrayLike, allowed_ids: Collection[str] | None, with_stats: bool = False
-    ) -> tuple[F32, F32, np.ndarray[Any, Any], list[str], ScoreStats]:
+    ) -> tuple[F32, F32, np.ndarray[Any, Any] | None, list[str], ScoreStats]:
+        """The query's cosines with every stored column, and what ranking them needs.
+
+        Returns the scores, the columns, the candidate positions (``None``: all), the
+        ids and the score stats.
+        """
         with self._lock:
-            if self._matrix is None:
+            if self._columns is None:
                 empty = np.zeros((0, 0), np.float32)
                 return np.zeros(0, np.float32), empty, np.zeros(0, np.int64), [], _NO_STATS
-            matrix, live, ids = self._matrix.view, self._live.view, self._ids
+            columns, live, ids = self._columns.view, self._live.view, self._ids
             all_live = self._n_live == len(live)
+            allowed = None
+            if allowed_ids is not None:
+                allowed = [p for d in allowed_ids if (p := self._pos.get(d, -1)) >= 0]
         q = _normalise(query)[0]
-        if q.shape[0] != matrix.shape[1]:
+        if q.shape[0] != columns.shape[0]:
             raise RetrievalError(
-                f"query vector has dimension {q.shape[0]}, index has {matrix.shape[1]} "
+                f"query vector has dimension {q.shape[0]}, index has {columns.shape[0]} "
                 "(were the index and the query embedded with the same model?)"
             )
-        scores = matrix @ q
+        scores = cosines(columns, q)
         stats = _NO_STATS
         if with_stats:
             stats = ScoreStats.of(scores if all_live else scores[live[: len(scores)]])
-        mask = live.copy()
-        if allowed_ids is not None:
-            allowed = np.zeros(len(mask), np.bool_)
-            allowed[[p for d in allowed_ids if (p := self._pos.get(d, -1)) >= 0]] = True
-            mask &= allowed[: len(mask)]
-        return scores, matrix, np.flatnonzero(mask), ids, stats
+        if all_live and allowed is None:
+            return scores, columns, None, ids, stats
+        mask = live[: len(scores)].copy()
+        if allowed is not None:
+            wanted = np.zeros(len(mask), np.bool_)
+            wanted[allowed] = True
+            mask &= wanted
+        return scores, columns, np.flatnonzero(mask), ids, stats
 
     def search(
         self, query: npt.ArrayLike, k: int, allowed_ids: Collection[str] | None = None
@@ -239,16 +319,16 @@ class DenseIndex:
             raise ValueError(f"k must be > 0, got {k}")
         if mmr_lambda is not None and not 0.0 <= mmr_lambda <= 1.0:
             raise ConfigurationError("lambda_mult", f"must be in [0, 1], got {mmr_lambda}")
-        scores, matrix, candidates, ids, stats = self._scores(query, allowed_ids, with_stats)
+        scores, columns, candidates, ids, stats = self._scores(query, allowed_ids, with_stats)
         if mmr_lambda is not None:
+            pool = np.arange(len(scores)) if candidates is None else candidates
             return Hits(
-                _mmr(scores, matrix, candidates, ids, k=k, fetch_k=fetch_k, lambda_mult=mmr_lambda),
+                _mmr(scores, columns, pool, ids, k=k, fetch_k=fetch_k, lambda_mult=mmr_lambda),
                 stats,
             )
-        if len(candidates) > k:
-            candidates = candidates[np.argpartition(-scores[candidates], k - 1)[:k]]
-        order = np.lexsort((candidates, -scores[candidates]))
-        return Hits([(ids[candidates[i]], float(scores[candidates[i]])) for i in order], stats)
+        top = _top_k(scores, candidates, k)
+        order = np.lexsort((top, -scores[top]))
+        return Hits([(ids[top[i]], float(scores[top[i]])) for i in order], stats)
 
     def search_mmr(
         self,
@@ -278,30 +358,39 @@ class DenseIndex:
         with self._lock:
             self.compact()
             dim = self.dimension or 0
-            matrix = self._matrix.view if self._matrix is not None else np.zeros((0, 0))
-            np.save(directory / "vectors.npy", matrix.astype(np.float32), allow_pickle=False)
+            columns = self._columns.view if self._columns is not None else np.zeros((0, 0))
+            np.save(directory / "columns.npy", columns.astype(np.float32), allow_pickle=False)
             write_json(directory / "ids.json", self._ids)
-            meta = {"dimension": dim, "compact_ratio": self.compact_ratio}
+            meta = {"dimension": dim, "compact_ratio": self.compact_ratio, "layout": "columns"}
             write_manifest(directory, _FORMAT, meta)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], mmap: bool = False) -> DenseIndex:
         """Read an index saved by :meth:`save`; ``mmap`` maps the matrix read-only.
 
+        An index saved before the column layout (one row per vector, ``vectors.npy``)
+        loads too, transposed into memory (so ``mmap`` does not apply to it).
+
         Raises:
             RetrievalError: when the directory is missing, incomplete or inconsistent.
         """
         directory = Path(path)
         meta = read_manifest(directory, _FORMAT)["meta"]
-        matrix = load_array(directory, "vectors.npy", mmap)
+        layout = meta.get("layout", "rows")
+        if layout == "columns":
+            columns = load_array(directory, "columns.npy", mmap)
+        elif layout == "rows":
+            columns = np.ascontiguousarray(load_array(directory, "vectors.npy").T)
+        else:
+            raise RetrievalError(f"corrupt index at {directory}: unknown layout {layout!r}")
         ids = read_json(directory / "ids.json")
         if not isinstance(ids, list) or not all(isinstance(d, str) for d in ids):
             raise RetrievalError(f"corrupt index at {directory}: ids.json is not a list of str")
-        if matrix.dtype != np.float32 or matrix.ndim != 2 or len(matrix) != len(ids):
+        if columns.dtype != np.float32 or columns.ndim != 2 or columns.shape[1] != len(ids):
             raise RetrievalError(f"corrupt index at {directory}: vectors disagree with ids")
         index = cls(float(meta.get("compact_ratio", 0.25)))
         if ids:
-            index._matrix = Buffer.wrap(matrix)
+            index._columns = ColumnBuffer.wrap(columns)
         index._ids = list(ids)
         index._pos = {d: i for i, d in enumerate(ids)}
         index._live = Buffer.wrap(np.ones(len(ids), np.bool_))

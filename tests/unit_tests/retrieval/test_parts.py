@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from oscar_langchain.errors import ConfigurationError, RetrievalError
-from oscar_langchain.retrieval._buffer import Buffer
-from oscar_langchain.retrieval.dense import DenseIndex
+from oscar_langchain.retrieval._buffer import Buffer, ColumnBuffer
+from oscar_langchain.retrieval.dense import DenseIndex, _gather_pays, cosines, gathered_product
 from oscar_langchain.retrieval.fusion import (
     ScoreStats,
     fuse,
@@ -17,7 +17,7 @@ from oscar_langchain.retrieval.fusion import (
     weighted_rrf,
     zscore_fusion,
 )
-from oscar_langchain.retrieval.persist import atomic_directory
+from oscar_langchain.retrieval.persist import atomic_directory, write_json, write_manifest
 from oscar_langchain.retrieval.tokenize import Tokenizer, light_stem
 
 
@@ -44,6 +44,124 @@ def test_buffer_grows_and_copies_read_only() -> None:
     two_d = Buffer(np.float32, 2)
     two_d.extend([[1, 2], [3, 4]])
     assert two_d.view.shape == (2, 2) and len(two_d) == 2
+
+
+def test_column_buffer_grows_and_copies_read_only() -> None:
+    frozen = np.arange(6, dtype=np.float32).reshape(2, 3)
+    frozen.setflags(write=False)
+    buf = ColumnBuffer.wrap(frozen)
+    buf.extend([[9.0], [8.0]])
+    assert buf.view.tolist() == [[0, 1, 2, 9], [3, 4, 5, 8]] and len(buf) == 4
+    assert frozen.tolist() == [[0, 1, 2], [3, 4, 5]]
+    grown = ColumnBuffer(np.float32, 2)
+    for i in range(40):  # past several doublings
+        grown.extend(np.full((2, 1), i, np.float32))
+    assert grown.view.shape == (2, 40) and grown.view[1].tolist() == list(range(40))
+    assert grown.view[0].flags.c_contiguous  # a row is what a sparse query gathers
+
+
+def _sparse(rng: np.random.Generator, dim: int, share: float) -> np.ndarray:
+    query = np.zeros(dim, np.float32)
+    nonzero = rng.choice(dim, max(1, int(share * dim)), replace=False)
+    query[nonzero] = rng.random(len(nonzero)).astype(np.float32)
+    return query / np.linalg.norm(query)
+
+
+def test_cosines_gathered_rows_equal_the_full_product() -> None:
+    rng = np.random.default_rng(3)
+    unit = rng.normal(size=(256, 5000)).astype(np.float32)
+    unit /= np.linalg.norm(unit, axis=0)  # cosines, as the index stores them
+    buf = ColumnBuffer(np.float32, 256)
+    buf.extend(unit[:, :3000])
+    buf.extend(unit[:, 3000:])  # capacity > n: a strided view
+    columns = buf.view
+    assert not columns.flags.c_contiguous
+    exact = columns.astype(np.float64)
+    sparse_q = _sparse(rng, 256, 0.12)
+    dense_q = rng.normal(size=256).astype(np.float32)
+    dense_q /= np.linalg.norm(dense_q)
+    assert _gather_pays(int(np.count_nonzero(sparse_q)), 256, 5000)
+    assert not _gather_pays(256, 256, 5000)  # a dense (e.g. MiniLM) query: one BLAS call
+    assert not _gather_pays(10, 256, 100)  # a small matrix sits in cache: full product
+    for q in (sparse_q, dense_q):
+        want = q.astype(np.float64) @ exact
+        np.testing.assert_allclose(cosines(columns, q), want, atol=1e-5)
+        nonzero = np.flatnonzero(q)
+        np.testing.assert_allclose(gathered_product(columns, nonzero, q[nonzero]), want, atol=1e-5)
+    frozen = np.ascontiguousarray(columns)
+    frozen.setflags(write=False)  # as a memory-mapped index is
+    np.testing.assert_allclose(
+        cosines(frozen, sparse_q), sparse_q.astype(np.float64) @ exact, atol=1e-5
+    )
+    assert cosines(columns, np.zeros(256, np.float32)).tolist() == [0.0] * 5000
+
+
+def test_dense_sparse_queries_exact_through_add_delete_save_load(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    dim = 128
+    vectors = np.abs(rng.normal(size=(3000, dim))).astype(np.float32)
+    ids = [f"d{i}" for i in range(3000)]
+    index = DenseIndex()
+    for start in range(0, 3000, 700):  # several adds: the column buffer grows
+        index.add(ids[start : start + 700], vectors[start : start + 700])
+    index.delete(ids[100:400])  # 10%: masked, not compacted
+    index.add(["d5"], [vectors[7]])  # upsert
+    stored = {d: vectors[i] for i, d in enumerate(ids) if not 100 <= i < 400}
+    stored["d5"] = vectors[7]
+    names = list(stored)
+    unit = np.array([stored[d] for d in names], np.float64)
+    unit /= np.linalg.norm(unit, axis=1, keepdims=True)
+
+    def check(idx: DenseIndex, q: np.ndarray) -> None:
+        assert _gather_pays(int(np.count_nonzero(q)), dim, len(idx._ids))
+        want = unit @ q.astype(np.float64)
+        top = np.argsort(-want, kind="stable")[:10]
+        hits = idx.query(q, 10)
+        assert [d for d, _ in hits.ranking] == [names[i] for i in top]
+        np.testing.assert_allclose([s for _, s in hits.ranking], want[top], atol=1e-5)
+        assert hits.stats.mean == pytest.approx(want.mean(), abs=1e-6)
+        assert hits.stats.std == pytest.approx(want.std(), abs=1e-6)
+
+    queries = [_sparse(rng, dim, 0.1) for _ in range(5)]
+    for q in queries:
+        check(index, q)
+    index.save(tmp_path / "d")
+    for mmap in (False, True):
+        loaded = DenseIndex.load(tmp_path / "d", mmap=mmap)
+        for q in queries:
+            check(loaded, q)
+    index.compact()
+    check(index, queries[0])
+
+
+def test_dense_loads_the_row_layout_of_earlier_saves(tmp_path: Path) -> None:
+    rows = np.array([[1.0, 0.0], [0.6, 0.8]], np.float32)
+    old = tmp_path / "old"
+    old.mkdir()
+    np.save(old / "vectors.npy", rows, allow_pickle=False)
+    write_json(old / "ids.json", ["a", "b"])
+    write_manifest(old, "oscar-dense", {"dimension": 2, "compact_ratio": 0.25})
+    loaded = DenseIndex.load(old, mmap=True)
+    assert loaded.search([0.0, 1.0], 2) == [("b", pytest.approx(0.8)), ("a", 0.0)]
+    loaded.add(["c"], [[0.0, 2.0]])
+    assert loaded.search([0.0, 1.0], 1) == [("c", 1.0)]
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    write_json(odd / "ids.json", [])
+    write_manifest(odd, "oscar-dense", {"layout": "diagonal"})
+    with pytest.raises(RetrievalError, match="unknown layout"):
+        DenseIndex.load(odd)
+    for name, ids, error in (
+        ("short", ["a", "b"], "vectors disagree"),
+        ("badids", ["a", 1, "c"], "not a list of str"),
+    ):
+        bad = tmp_path / name
+        bad.mkdir()
+        np.save(bad / "columns.npy", np.eye(2, 3, dtype=np.float32), allow_pickle=False)
+        write_json(bad / "ids.json", ids)
+        write_manifest(bad, "oscar-dense", {"layout": "columns"})
+        with pytest.raises(RetrievalError, match=error):
+            DenseIndex.load(bad)
 
 
 def test_dense_search_delete_upsert_and_compact() -> None:
