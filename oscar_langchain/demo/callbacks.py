@@ -26,7 +26,7 @@ from oscar_langchain.callbacks import (
     format_span_tree,
     oscar_callbacks,
 )
-from oscar_langchain.demo.context import DemoContext
+from oscar_langchain.demo.context import ANSWER_PROMPT, DemoContext
 
 __all__ = ["build_chain", "print_observability", "run"]
 
@@ -51,9 +51,7 @@ def build_chain(ctx: DemoContext) -> Runnable[str, str]:
             raise _FlakyBackend("reranker connection reset")
         return payload
 
-    prompt = ChatPromptTemplate.from_messages(
-        [("system", "Answer from the context.\n{context}"), ("human", "{question}")]
-    )
+    prompt = ChatPromptTemplate.from_messages([("human", ANSWER_PROMPT)])
     model: BaseChatModel = (
         ctx.chat_model(0)
         if ctx.chat_model is not None

@@ -11,7 +11,14 @@ from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 from langchain_core.language_models import BaseChatModel
 
-__all__ = ["DemoContext"]
+__all__ = ["ANSWER_PROMPT", "DemoContext"]
+
+ANSWER_PROMPT = (
+    "Context:\n{context}\n\nQuestion: {question}\nAnswer in one sentence, using only the context."
+)
+"""The demo's RAG prompt (``str.format`` fields ``context`` and ``question``): one user
+turn with the instruction last. Gemma's chat template has no system role, and the 270M
+model repeats an instruction that comes first instead of answering."""
 
 
 @dataclass

@@ -6,9 +6,9 @@ import tempfile
 from pathlib import Path
 
 from langchain_core.documents import Document
-from langchain_core.messages import HumanMessage, SystemMessage
+from langchain_core.messages import HumanMessage
 
-from oscar_langchain.demo.context import DemoContext
+from oscar_langchain.demo.context import ANSWER_PROMPT, DemoContext
 from oscar_langchain.retrieval import HybridRetriever, QueryOptimizer
 
 
@@ -45,11 +45,6 @@ def run(ctx: DemoContext) -> None:
             for doc in docs:
                 out(f"       [{doc.id}] {doc.page_content[:110]}...")
             continue
-        answer = model.invoke(
-            [
-                SystemMessage("Answer in one or two sentences, only from the context."),
-                HumanMessage(f"Context:\n{_context(docs)}\n\nQuestion: {question}"),
-            ],
-            config,  # type: ignore[arg-type]
-        )
+        prompt = ANSWER_PROMPT.format(context=_context(docs), question=question)
+        answer = model.invoke([HumanMessage(prompt)], config)  # type: ignore[arg-type]
         out(f"     A: {str(answer.content).strip()}")
