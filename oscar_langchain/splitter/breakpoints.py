@@ -203,10 +203,16 @@ def optimal_partition(
             Chroma's ClusterSemanticChunker).
         max_sentences: cap on sentences per chunk (bounds time and memory).
         break_bonus: optional ``n`` rewards for starting a chunk at each sentence
-            (e.g. at paragraph starts).
+            (e.g. at paragraph starts). ``-inf`` marks a start to avoid: the partition
+            uses as few of those as the token limit allows, and among the partitions
+            that do, maximises the score (a lexicographic objective).
 
     Returns:
         Sorted indices of the sentences that start chunks (always beginning with 0).
+
+    Raises:
+        ValueError: when ``token_counts`` or ``break_bonus`` do not match the
+            embeddings, or a bonus is NaN or ``+inf``.
     """
     counts = np.asarray(token_counts, dtype=np.int64)
     n = counts.size
@@ -237,22 +243,44 @@ def optimal_partition(
         score[length - 1 :, length] = (
             score[length - 2 : n - 1, length - 1] + cum_gain[length - 1 :, length - 1]
         )
-    bonus = np.zeros(n) if break_bonus is None else np.asarray(break_bonus, dtype=np.float64)
+    bonus, avoid = _split_bonus(break_bonus, n)
     best = np.full(n + 1, -np.inf)
     best[0] = 0.0
     back = np.zeros(n + 1, dtype=np.int64)
+    used = np.zeros(n + 1)  # avoided starts on the best partition of the first `end`
     for end in range(1, n + 1):
         usable = int(longest[end - 1])
         first = end - usable
         # Candidates start at first..end-1, i.e. chunk lengths usable..1 (longest first,
         # so that ties favour fewer chunks); all views, no copies.
         totals = best[first:end] + score[end - 1, usable:0:-1] + bonus[first:end]
+        if avoid is not None:  # fewest avoided starts first, then the best score
+            spent = used[first:end] + avoid[first:end]
+            fewest = spent.min()
+            np.putmask(totals, spent > fewest, -np.inf)
         pick = int(totals.argmax())
         best[end] = totals[pick]
         back[end] = first + pick
+        if avoid is not None:
+            used[end] = used[first + pick] + avoid[first + pick]
     cuts: list[int] = []
     at = n
     while at > 0:
         at = int(back[at])
         cuts.append(at)
     return cuts[::-1]
+
+
+def _split_bonus(break_bonus: npt.ArrayLike | None, n: int) -> tuple[FloatArray, FloatArray | None]:
+    """The finite part of ``break_bonus`` and, when it has ``-inf`` entries, their 0/1 mask."""
+    if break_bonus is None:
+        return np.zeros(n), None
+    bonus = np.asarray(break_bonus, dtype=np.float64).reshape(-1)
+    if bonus.size != n:
+        raise ValueError(f"break_bonus: {bonus.size} values for {n} sentences")
+    if np.isnan(bonus).any() or np.isposinf(bonus).any():
+        raise ValueError("break_bonus: values must be finite or -inf")
+    avoid = np.isneginf(bonus)
+    finite = np.where(avoid, 0.0, bonus)
+    avoid[0] = False  # the first chunk starts at 0 in every partition
+    return finite, (avoid.astype(np.float64) if avoid.any() else None)
