@@ -244,25 +244,25 @@ def optimal_partition(
             score[length - 2 : n - 1, length - 1] + cum_gain[length - 1 :, length - 1]
         )
     bonus, avoid = _split_bonus(break_bonus, n)
+    if avoid is not None:
+        # Fewest avoided starts first: each costs more than any two partitions' scores can
+        # differ (at most n * (width - 1) / 2 pairs, each gain at most `largest_gain`,
+        # plus the finite bonuses), so the optimum is lexicographic up to float rounding.
+        largest_gain = float(np.nanmax(np.abs(gain)))  # column 0 is zeros: never all-NaN
+        score_range = n * (width - 1) / 2 * largest_gain + float(np.abs(bonus).sum())
+        bonus = bonus - avoid * (2.0 * score_range + 1.0)
     best = np.full(n + 1, -np.inf)
     best[0] = 0.0
     back = np.zeros(n + 1, dtype=np.int64)
-    used = np.zeros(n + 1)  # avoided starts on the best partition of the first `end`
     for end in range(1, n + 1):
         usable = int(longest[end - 1])
         first = end - usable
         # Candidates start at first..end-1, i.e. chunk lengths usable..1 (longest first,
         # so that ties favour fewer chunks); all views, no copies.
         totals = best[first:end] + score[end - 1, usable:0:-1] + bonus[first:end]
-        if avoid is not None:  # fewest avoided starts first, then the best score
-            spent = used[first:end] + avoid[first:end]
-            fewest = spent.min()
-            np.putmask(totals, spent > fewest, -np.inf)
         pick = int(totals.argmax())
         best[end] = totals[pick]
         back[end] = first + pick
-        if avoid is not None:
-            used[end] = used[first + pick] + avoid[first + pick]
     cuts: list[int] = []
     at = n
     while at > 0:
