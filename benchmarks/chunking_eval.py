@@ -78,13 +78,14 @@ def mean_tokens(chunks: dict[str, list[Span]], texts: dict[str, str]) -> float:
     return float(np.mean(counts))
 
 
-def score(
+def question_scores(
     chunks: dict[str, list[Span]],
     texts: dict[str, str],
     questions: list[dict],
     emb: CachedEmbeddings,
     budget: int,
-) -> dict[str, float]:
+) -> dict[str, np.ndarray]:
+    """Per-question ``recall``, ``precision`` and ``iou`` (fractions), in question order."""
     per_corpus = {}
     for name, spans in chunks.items():
         contents = [texts[name][s:e] for s, e in spans]
@@ -92,7 +93,6 @@ def score(
         matrix /= np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-12)
         per_corpus[name] = (matrix, [COUNTER.count(c) for c in contents])
     recalls, precisions, ious = [], [], []
-    corpus_of: list[str] = []
     for q in questions:
         text = texts[q["corpus"]]
         spans = chunks[q["corpus"]]
@@ -117,18 +117,28 @@ def score(
         recalls.append(inter / max(1, int(relevant.sum())))
         precisions.append(inter / max(1, int(retrieved.sum())))
         ious.append(inter / max(1, union))
-        corpus_of.append(q["corpus"])
-    out = {
-        "recall": 100 * float(np.mean(recalls)),
-        "precision": 100 * float(np.mean(precisions)),
-        "iou": 100 * float(np.mean(ious)),
+    return {
+        "recall": np.asarray(recalls),
+        "precision": np.asarray(precisions),
+        "iou": np.asarray(ious),
     }
-    names = np.asarray(corpus_of)
+
+
+def score(
+    chunks: dict[str, list[Span]],
+    texts: dict[str, str],
+    questions: list[dict],
+    emb: CachedEmbeddings,
+    budget: int,
+) -> dict[str, float]:
+    per_q = question_scores(chunks, texts, questions, emb, budget)
+    out = {k: 100 * float(np.mean(v)) for k, v in per_q.items()}
+    names = np.asarray([q["corpus"] for q in questions])
     for name in chunks:  # per-corpus breakdown: "recall/<corpus>", "iou/<corpus>"
         mask = names == name
         if mask.any():
-            out[f"recall/{name}"] = 100 * float(np.mean(np.asarray(recalls)[mask]))
-            out[f"iou/{name}"] = 100 * float(np.mean(np.asarray(ious)[mask]))
+            out[f"recall/{name}"] = 100 * float(np.mean(per_q["recall"][mask]))
+            out[f"iou/{name}"] = 100 * float(np.mean(per_q["iou"][mask]))
     return out
 
 

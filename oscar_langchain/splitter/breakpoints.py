@@ -203,10 +203,16 @@ def optimal_partition(
             Chroma's ClusterSemanticChunker).
         max_sentences: cap on sentences per chunk (bounds time and memory).
         break_bonus: optional ``n`` rewards for starting a chunk at each sentence
-            (e.g. at paragraph starts).
+            (e.g. at paragraph starts). ``-inf`` marks a start to avoid: the partition
+            uses as few of those as the token limit allows, and among the partitions
+            that do, maximises the score (a lexicographic objective).
 
     Returns:
         Sorted indices of the sentences that start chunks (always beginning with 0).
+
+    Raises:
+        ValueError: when ``token_counts`` or ``break_bonus`` do not match the
+            embeddings, or a bonus is NaN or ``+inf``.
     """
     counts = np.asarray(token_counts, dtype=np.int64)
     n = counts.size
@@ -237,7 +243,14 @@ def optimal_partition(
         score[length - 1 :, length] = (
             score[length - 2 : n - 1, length - 1] + cum_gain[length - 1 :, length - 1]
         )
-    bonus = np.zeros(n) if break_bonus is None else np.asarray(break_bonus, dtype=np.float64)
+    bonus, avoid = _split_bonus(break_bonus, n)
+    if avoid is not None:
+        # Fewest avoided starts first: each costs more than any two partitions' scores can
+        # differ (at most n * (width - 1) / 2 pairs, each gain at most `largest_gain`,
+        # plus the finite bonuses), so the optimum is lexicographic up to float rounding.
+        largest_gain = float(np.nanmax(np.abs(gain)))  # column 0 is zeros: never all-NaN
+        score_range = n * (width - 1) / 2 * largest_gain + float(np.abs(bonus).sum())
+        bonus = bonus - avoid * (2.0 * score_range + 1.0)
     best = np.full(n + 1, -np.inf)
     best[0] = 0.0
     back = np.zeros(n + 1, dtype=np.int64)
@@ -256,3 +269,18 @@ def optimal_partition(
         at = int(back[at])
         cuts.append(at)
     return cuts[::-1]
+
+
+def _split_bonus(break_bonus: npt.ArrayLike | None, n: int) -> tuple[FloatArray, FloatArray | None]:
+    """The finite part of ``break_bonus`` and, when it has ``-inf`` entries, their 0/1 mask."""
+    if break_bonus is None:
+        return np.zeros(n), None
+    bonus = np.asarray(break_bonus, dtype=np.float64).reshape(-1)
+    if bonus.size != n:
+        raise ValueError(f"break_bonus: {bonus.size} values for {n} sentences")
+    if np.isnan(bonus).any() or np.isposinf(bonus).any():
+        raise ValueError("break_bonus: values must be finite or -inf")
+    avoid = np.isneginf(bonus)
+    finite = np.where(avoid, 0.0, bonus)
+    avoid[0] = False  # the first chunk starts at 0 in every partition
+    return finite, (avoid.astype(np.float64) if avoid.any() else None)

@@ -92,7 +92,11 @@ class ChunkerConfig:
             similarity (as Chroma's ClusterSemanticChunker).
         paragraph_weight: in ``"optimal"`` mode, what a break inside a paragraph costs
             (in summed similarity) more than one at a paragraph, heading or block
-            boundary; 0 ignores the document's layout.
+            boundary. The default ``math.inf`` makes layout come first: the fewest
+            breaks inside paragraphs that ``max_tokens`` allows, then the most
+            similarity. A finite weight trades them against similarity, which grows
+            with the square of a chunk's sentences and with the embeddings' scale;
+            0 ignores the document's layout.
         batch_size: sentences per embeddings call.
         max_sentences: most sentences a chunk may hold in ``"optimal"`` mode.
     """
@@ -104,7 +108,7 @@ class ChunkerConfig:
     threshold_amount: float | None = None
     window: int = 1
     baseline: float | None = 0.0
-    paragraph_weight: float = 8.0
+    paragraph_weight: float = math.inf
     batch_size: int = 256
     max_sentences: int = 256
 
@@ -126,8 +130,8 @@ class ChunkerConfig:
             raise ConfigurationError("mode", f"unknown mode {self.mode!r}")
         if self.threshold_amount is not None and not math.isfinite(self.threshold_amount):
             raise ConfigurationError("threshold_amount", "must be a finite number")
-        if self.paragraph_weight < 0:
-            raise ConfigurationError("paragraph_weight", "must be >= 0")
+        if math.isnan(self.paragraph_weight) or self.paragraph_weight < 0:
+            raise ConfigurationError("paragraph_weight", "must be >= 0 (math.inf allowed)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,10 +252,10 @@ def chunk_units(units: Units, embeddings: npt.ArrayLike, config: ChunkerConfig) 
     distances = window_distances(emb, config.window)
     counts = np.asarray(units.tokens, dtype=np.int64)
     if config.mode == "optimal":
-        bonus = np.zeros(n)  # a break inside a paragraph costs paragraph_weight
-        bonus[1:] = (
-            np.asarray(units.block_end[:-1], dtype=np.float64) - 1.0
-        ) * config.paragraph_weight
+        bonus = np.zeros(n)  # a break inside a paragraph costs paragraph_weight (inf: avoided)
+        if config.paragraph_weight:
+            inside = ~np.asarray(units.block_end[:-1], dtype=bool)
+            bonus[1:][inside] = -config.paragraph_weight
         starts = optimal_partition(
             emb,
             counts,

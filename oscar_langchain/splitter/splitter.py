@@ -20,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -92,8 +93,9 @@ class SemanticTextSplitter(OscarRunnable[SplitterInput, list[Document]], BaseDoc
     baseline: float | None = 0.0
     """``"optimal"`` mode: similarity under which sentences are better apart (higher:
     smaller chunks; ``None``: the document's mean pairwise similarity)."""
-    paragraph_weight: float = 8.0
-    """``"optimal"`` mode: extra cost of a break inside a paragraph (0: ignore layout)."""
+    paragraph_weight: float = math.inf
+    """``"optimal"`` mode: extra cost of a break inside a paragraph (``math.inf``: only
+    where the paragraphs do not fit ``max_tokens``; 0: ignore layout)."""
     batch_size: int = 256
     """Sentences per embeddings call."""
     max_sentences: int = 256

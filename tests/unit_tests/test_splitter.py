@@ -161,6 +161,8 @@ def test_configuration_errors_name_the_field() -> None:
         SemanticTextSplitter(embeddings=DeterministicFakeEmbedding(size=4), overlap_tokens=400)
     with pytest.raises(ValueError, match="extra"):
         SemanticTextSplitter(chunk_size=3)  # type: ignore[call-arg]
+    with pytest.raises(ValueError, match="paragraph_weight"):
+        SemanticTextSplitter(paragraph_weight=float("nan"))
 
 
 def test_defaults_are_offline_embeddings_and_token_counter() -> None:
@@ -170,6 +172,7 @@ def test_defaults_are_offline_embeddings_and_token_counter() -> None:
     assert all(TokenCounter().count(d) <= 16 for d in docs)
     assert isinstance(splitter._embeddings, OfflineEmbeddings)
     assert splitter.config.max_tokens == 16
+    assert splitter.config.paragraph_weight == float("inf")  # layout first
     assert splitter.count_tokens("hello world") == 2
 
 

@@ -132,6 +132,65 @@ def test_optimal_partition_is_optimal(args: tuple[list[int], int, int, float]) -
     assert score == pytest.approx(brute_force(emb, counts, limit, baseline), abs=1e-9)
 
 
+def partition_value(
+    emb: np.ndarray, starts: list[int], baseline: float, bonus: list[float]
+) -> tuple[int, float]:
+    """(avoided starts, score) of a partition: what the lexicographic objective ranks."""
+    sim = unit(emb) @ unit(emb).T - baseline
+    bounds = [*starts, len(emb)]
+    avoided = sum(1 for a in starts[1:] if bonus[a] == -np.inf)
+    score = sum(bonus[a] for a in starts[1:] if bonus[a] != -np.inf)
+    for a, b in itertools.pairwise(bounds):
+        score += sim[a:b, a:b][np.triu_indices(b - a, 1)].sum()
+    return avoided, score
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(1, 8).flatmap(
+        lambda n: st.tuples(
+            st.lists(st.integers(1, 6), min_size=n, max_size=n),
+            st.lists(st.sampled_from([0.0, 0.5, -0.5, -np.inf]), min_size=n, max_size=n),
+            st.integers(0, 10_000),
+            st.integers(3, 12),
+        )
+    )
+)
+def test_optimal_partition_avoids_minus_inf_starts_first(
+    args: tuple[list[int], list[float], int, int],
+) -> None:
+    counts, bonus, seed, limit = args
+    emb = np.random.default_rng(seed).normal(size=(len(counts), 3))
+    starts = optimal_partition(emb, counts, limit, baseline=0.0, break_bonus=bonus)
+    bounds = [*starts, len(counts)]
+    assert all(b - a == 1 or sum(counts[a:b]) <= limit for a, b in itertools.pairwise(bounds))
+    best: tuple[int, float] | None = None  # brute force: fewest avoided starts, then score
+    for mask in itertools.product([0, 1], repeat=len(counts) - 1):
+        cand = [0] + [i + 1 for i, m in enumerate(mask) if m]
+        spans = itertools.pairwise([*cand, len(counts)])
+        if any(b - a > 1 and sum(counts[a:b]) > limit for a, b in spans):
+            continue
+        avoided, score = partition_value(emb, cand, 0.0, bonus)
+        if best is None or (-avoided, score) > (-best[0], best[1]):
+            best = (avoided, score)
+    assert best is not None
+    avoided, score = partition_value(emb, starts, 0.0, bonus)
+    assert avoided == best[0]
+    assert score == pytest.approx(best[1], abs=1e-9)
+
+
+def test_optimal_partition_bonus_errors() -> None:
+    emb = np.eye(3)
+    for bad in ([0.0, np.nan, 0.0], [0.0, np.inf, 0.0]):
+        with pytest.raises(ValueError, match="break_bonus"):
+            optimal_partition(emb, [1, 1, 1], 10, break_bonus=bad)
+    with pytest.raises(ValueError, match="break_bonus"):
+        optimal_partition(emb, [1, 1, 1], 10, break_bonus=[0.0, 0.0])
+    # -inf on the first sentence changes nothing: every partition starts there
+    plain = optimal_partition(emb, [1, 1, 1], 2)
+    assert optimal_partition(emb, [1, 1, 1], 2, break_bonus=[-np.inf, 0, 0]) == plain
+
+
 def test_optimal_partition_topics_and_limits() -> None:
     emb = np.array([[1, 0]] * 3 + [[0, 1]] * 3, dtype=float)
     assert optimal_partition(emb, [1] * 6, max_tokens=10) == [0, 3]

@@ -229,12 +229,29 @@ def test_custom_segmenter() -> None:
         ({"mode": "magic"}, "mode"),
         ({"threshold_amount": float("nan")}, "threshold_amount"),
         ({"paragraph_weight": -1.0}, "paragraph_weight"),
+        ({"paragraph_weight": float("nan")}, "paragraph_weight"),
     ],
 )
 def test_config_errors_name_the_field(kwargs: dict[str, object], field: str) -> None:
     with pytest.raises(ConfigurationError) as info:
         ChunkerConfig(**kwargs)  # type: ignore[arg-type]
     assert info.value.field == field
+
+
+def test_default_paragraph_weight_keeps_paragraphs_whole() -> None:
+    # Same vectors everywhere: filling a chunk across the paragraph break scores more
+    # similarity, which a finite weight accepts and the default (layout first) does not.
+    text = "Aa bb. Cc dd.\n\nEe ff. Gg hh."
+    same = lambda ts: [[1.0, 0.0]] * len(ts)  # noqa: E731
+    assert ChunkerConfig().paragraph_weight == float("inf")
+    layout = chunk_text(text, same, ChunkerConfig(max_tokens=6), words)
+    assert [text[c.start : c.end] for c in layout] == ["Aa bb. Cc dd.\n\n", "Ee ff. Gg hh."]
+    traded = chunk_text(text, same, ChunkerConfig(max_tokens=6, paragraph_weight=0.5), words)
+    assert len(traded) == 2 and all(c.end != text.index("Ee") for c in traded)
+    # a paragraph longer than the limit is still cut inside, once
+    long = "Aa bb. Cc dd. Ee ff. Gg hh.\n\nIi jj."
+    cut = chunk_text(long, same, ChunkerConfig(max_tokens=6), words)
+    assert len(cut) == 2 and cut[0].end < long.index("Gg") + 1
 
 
 def test_paragraph_weight_prefers_block_boundaries() -> None:
