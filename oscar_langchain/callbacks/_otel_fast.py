@@ -91,6 +91,8 @@ _SAMPLED_ONLY = TraceFlags(_SAMPLED)
 _SAMPLED_RANDOM = TraceFlags(_SAMPLED | _RANDOM)
 _INTERNAL = SpanKind.INTERNAL
 _EMPTY_STATE = trace.DEFAULT_TRACE_STATE
+_TRACE_ID_MAX, _SPAN_ID_MAX = (1 << 128) - 1, (1 << 64) - 1
+_new_context = tuple.__new__
 
 
 def _quiet_processors(processors: Sequence[SpanProcessor], hooks: frozenset[Any]) -> bool:
@@ -118,7 +120,7 @@ class FastSpans:
         )
         # ParentBased(ALWAYS_ON), the SDK's default: a span with no parent is sampled.
         self._roots_sampled = type(sampler) is ParentBased and sampler._root is ALWAYS_ON
-        self.on_end = processor.on_end
+        self.on_end = self._on_end_for(self._known)
         self.resource = tracer.resource
         self.instrumentation_info = tracer.instrumentation_info
         self.instrumentation_scope = tracer._instrumentation_scope
@@ -152,8 +154,13 @@ class FastSpans:
             return True
         if _quiet_processors(current, self._hooks):
             self._known = current
+            self.on_end = self._on_end_for(current)
             return True
         return False
+
+    def _on_end_for(self, processors: tuple[SpanProcessor, ...]) -> Callable[[ReadableSpan], None]:
+        """What ``SynchronousMultiSpanProcessor.on_end`` calls: the one processor's own."""
+        return processors[0].on_end if len(processors) == 1 else self._processor.on_end
 
     def start(
         self,
@@ -209,7 +216,19 @@ class FastSpans:
             state = result.trace_state
             start_attributes = {**result.attributes, **(attributes or {})} or None
             recording = result.decision is not Decision.DROP
-        context = SpanContext(trace_id, ids.generate_span_id(), False, flags, state)
+        span_id = ids.generate_span_id()
+        # SpanContext.__new__ without its call: the same tuple, validity as it computes it.
+        context = _new_context(
+            SpanContext,
+            (
+                trace_id,
+                span_id,
+                False,
+                flags,
+                state if state is not None else _EMPTY_STATE,
+                0 < trace_id <= _TRACE_ID_MAX and 0 < span_id <= _SPAN_ID_MAX,
+            ),
+        )
         return FastSpan(
             self,
             name,
