@@ -25,9 +25,11 @@ export, without its mutable ``_Span``); otherwise through ``start_span``.
 
 from __future__ import annotations
 
+import atexit
 import threading
 import time
 import traceback
+import weakref
 from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -156,6 +158,7 @@ class OscarTracer(SafeHandler):
         self._ended: deque[_Run] = deque()
         # Re-entrant: an exporter that itself runs a traced chain must not deadlock.
         self._flush_lock = threading.RLock()
+        _flush_at_exit_before_providers(self)
 
     @property
     def open_runs(self) -> int:
@@ -381,3 +384,24 @@ class OscarTracer(SafeHandler):
         run = self._runs.get(run_id)
         if run is not None:
             run.update(ga.safe_attributes(data))
+
+
+_LIVE: weakref.WeakSet[OscarTracer] = weakref.WeakSet()
+
+
+def _flush_live_tracers() -> None:
+    """At exit: deliver the ended runs that live tracers still hold for an open root."""
+    for tracer in list(_LIVE):
+        tracer.flush()
+
+
+def _flush_at_exit_before_providers(tracer: OscarTracer) -> None:
+    """Have ``tracer`` flushed at exit, before the tracer providers made so far shut down.
+
+    The SDK's ``TracerProvider`` shuts down in an ``atexit`` hook registered when it is
+    made; hooks run last-registered first, so the one flush hook is moved to the end of
+    the list each time a tracer is made (one registration, whatever the number of tracers).
+    """
+    _LIVE.add(tracer)
+    atexit.unregister(_flush_live_tracers)
+    atexit.register(_flush_live_tracers)

@@ -300,3 +300,23 @@ def test_a_run_that_outlives_its_parent_is_delivered_when_it_ends() -> None:
     _end(tracer, background)
     assert tree(exporter.get_finished_spans()) == [("root", [("background", [])])]
     assert tracer.pending_spans == 0
+
+
+def test_waiting_spans_are_delivered_at_exit(monkeypatch: pytest.MonkeyPatch) -> None:
+    import atexit
+
+    from oscar_langchain.callbacks import tracer as tracer_module
+
+    hooks: list[object] = []
+    monkeypatch.setattr(atexit, "register", hooks.append)
+    monkeypatch.setattr(atexit, "unregister", lambda fn: hooks.remove(fn) if fn in hooks else None)
+    provider, exporter = otel()  # the SDK registers its shutdown hook here
+    tracer = OscarTracer(provider)
+    OscarTracer(provider)  # a second tracer: still one flush hook, after the provider's
+    assert hooks.count(tracer_module._flush_live_tracers) == 1
+    assert hooks[-1] is tracer_module._flush_live_tracers
+    root = _start(tracer, "server-lifetime")
+    _end(tracer, _start(tracer, "request", root))
+    assert exporter.get_finished_spans() == ()
+    tracer_module._flush_live_tracers()  # what the interpreter does at exit
+    assert [s.name for s in exporter.get_finished_spans()] == ["request"]
