@@ -159,9 +159,16 @@ class SafeHandler(BaseCallbackHandler):
         if max_open_runs < 1:
             raise ConfigurationError("max_open_runs", "must be at least 1")
         self.max_open_runs = max_open_runs
+        self._runs: dict[RunKey, Any] = {}
+        """The handler's own record of each open run (what it is, a subclass decides)."""
         self.internal_errors = 0
         self._errors_lock = threading.Lock()
         self._parents: dict[RunKey, RunKey | None] = {}
+
+    @property
+    def open_runs(self) -> int:
+        """Runs started and not yet ended (bounded by ``max_open_runs``)."""
+        return len(self._runs)
 
     # -- hooks for subclasses ---------------------------------------------------------
     def _run_start(

@@ -43,6 +43,11 @@ class CombinedHandler(SafeHandler):
             raise ConfigurationError("parts", "needs at least one handler")
         self.parts = tuple(parts)
 
+    @property
+    def open_runs(self) -> int:
+        """The most runs any part holds open (the parts keep the runs, not this handler)."""
+        return max(part.open_runs for part in self.parts)
+
     def _run_start(
         self, run_type: str, run_id: RunKey, parent_run_id: RunKey | None, name: str, inputs: Any
     ) -> None:

@@ -47,11 +47,6 @@ class ErrorCallbackHandler(SafeHandler):
         self.aggregator = aggregator if aggregator is not None else ErrorAggregator()
         self._runs: dict[RunKey, list[Any]] = {}
 
-    @property
-    def open_runs(self) -> int:
-        """Runs started and not yet ended (bounded by ``max_open_runs``)."""
-        return len(self._runs)
-
     def _run_start(
         self, run_type: str, run_id: RunKey, parent_run_id: RunKey | None, name: str, inputs: Any
     ) -> None:

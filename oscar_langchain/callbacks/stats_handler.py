@@ -46,11 +46,6 @@ class PerformanceCallbackHandler(SafeHandler):
         self._clock = self.stats.clock
         self._runs: dict[RunKey, list[Any]] = {}
 
-    @property
-    def open_runs(self) -> int:
-        """Runs started and not yet ended (bounded by ``max_open_runs``)."""
-        return len(self._runs)
-
     def _run_start(
         self, run_type: str, run_id: RunKey, parent_run_id: RunKey | None, name: str, inputs: Any
     ) -> None:

@@ -161,11 +161,6 @@ class OscarTracer(SafeHandler):
         _flush_at_exit_before_providers(self)
 
     @property
-    def open_runs(self) -> int:
-        """Runs started and not yet ended (bounded by ``max_open_runs``)."""
-        return len(self._runs)
-
-    @property
     def pending_spans(self) -> int:
         """Ended runs whose spans wait for their root (bounded by ``max_pending_spans``)."""
         return len(self._ended)

@@ -117,3 +117,18 @@ def test_combined_isolates_every_hook() -> None:
     ]
     with pytest.raises(ConfigurationError, match="parts"):
         CombinedHandler([])
+
+
+def test_combined_handler_reports_its_parts_open_runs() -> None:
+    from uuid import uuid4
+
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from oscar_langchain.callbacks import PerformanceStats, oscar_callbacks
+
+    cb = oscar_callbacks(tracer_provider=TracerProvider(), stats=PerformanceStats())
+    run = uuid4()
+    cb.handler.on_chain_start(None, {}, run_id=run, name="open")
+    assert cb.handler.open_runs == cb.tracer.open_runs == 1
+    cb.handler.on_chain_end({}, run_id=run)
+    assert cb.handler.open_runs == 0
