@@ -13,12 +13,11 @@ from langchain_core.language_models import BaseChatModel
 
 __all__ = ["ANSWER_PROMPT", "DemoContext"]
 
-ANSWER_PROMPT = (
-    "Context:\n{context}\n\nQuestion: {question}\nAnswer in one sentence, using only the context."
-)
+ANSWER_PROMPT = "{context}\n\nQuestion: {question}\nAnswer in one sentence:"
 """The demo's RAG prompt (``str.format`` fields ``context`` and ``question``): one user
-turn with the instruction last. Gemma's chat template has no system role, and the 270M
-model repeats an instruction that comes first instead of answering."""
+turn, the passages first and nothing before them. Gemma's chat template has no system
+role, and the 270M model tends to repeat the start of its prompt: with an instruction or a
+"Context:" label first it repeats that; this way it repeats the best passage."""
 
 
 @dataclass

@@ -33,4 +33,4 @@ def test_demo_answers_with_a_chat_model() -> None:
     demo.run(ctx)
     assert sum("A: From the context: yes." in line for line in lines) == len(ctx.questions)
     [message] = prompts[0]  # one user turn: Gemma's template has no system role
-    assert message.content.startswith("Context:") and "Question: " in message.content
+    assert message.content.startswith("[") and "\n\nQuestion: " in message.content
