@@ -320,3 +320,19 @@ def test_waiting_spans_are_delivered_at_exit(monkeypatch: pytest.MonkeyPatch) ->
     assert exporter.get_finished_spans() == ()
     tracer_module._flush_live_tracers()  # what the interpreter does at exit
     assert [s.name for s in exporter.get_finished_spans()] == ["request"]
+
+
+@pytest.mark.parametrize("max_pending", [1, 3, 256])
+def test_threads_sharing_a_tracer_deliver_every_span_once(max_pending: int) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    provider, exporter = otel()
+    tracer = OscarTracer(provider, max_pending_spans=max_pending)
+    runnable = chain()
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda i: runnable.invoke(i, {"callbacks": [tracer]}), range(200)))
+    assert results == [(i + 1) * 2 - 1 for i in range(200)]
+    spans = exporter.get_finished_spans()
+    assert len(spans) == 800 and len({s.context.span_id for s in spans}) == 800
+    assert tree(spans) == [SEQ] * 200
+    assert tracer.open_runs == 0 and tracer.pending_spans == 0 and tracer.internal_errors == 0
