@@ -25,7 +25,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._splitter_common import DATA, CachedEmbeddings, SplitFn, ours, recursive
-from benchmarks.chunking_eval import chunk_all, embeddings_named, load, question_scores
+from benchmarks.chunking_eval import chunk_all, eval_inputs, question_scores
 
 
 def splitter(spec: str, emb: CachedEmbeddings, knob: int) -> SplitFn:
@@ -50,15 +50,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data", type=Path, default=DATA)
     args = parser.parse_args()
-    if not (args.data / "questions.csv").exists():
-        print(f"[skip] chunking-eval data not found at {args.data}")
+    inputs = eval_inputs(args.data, args.embeddings, args.corpora)
+    if inputs is None:
         return
-    base = embeddings_named(args.embeddings)
-    if base is None:
-        return
-    cache = Path("/tmp/oscar_splitter_emb/minilm") if args.embeddings == "minilm" else None
-    emb = CachedEmbeddings(base, cache)
-    texts, questions = load(args.data, args.corpora)
+    emb, texts, questions = inputs
 
     def side(spec: str) -> dict[str, np.ndarray]:
         knob = int(spec.split(":")[1])

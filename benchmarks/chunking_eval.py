@@ -78,6 +78,25 @@ def mean_tokens(chunks: dict[str, list[Span]], texts: dict[str, str]) -> float:
     return float(np.mean(counts))
 
 
+def eval_inputs(
+    data: Path, embeddings: str, corpora: list[str] | None, cache: Path | None = None
+) -> tuple[CachedEmbeddings, dict[str, str], list[dict]] | None:
+    """The embeddings (cached on disk for MiniLM by default) and the corpora and questions.
+
+    ``None``, with the reason printed, when the data or the embeddings are not available.
+    """
+    if not (data / "questions.csv").exists():
+        print(f"[skip] chunking-eval data not found at {data}")
+        return None
+    base = embeddings_named(embeddings)
+    if base is None:
+        return None
+    if cache is None and embeddings == "minilm":
+        cache = Path("/tmp/oscar_splitter_emb/minilm")
+    texts, questions = load(data, corpora)
+    return CachedEmbeddings(base, cache), texts, questions
+
+
 def question_scores(
     chunks: dict[str, list[Span]],
     texts: dict[str, str],
@@ -202,18 +221,11 @@ def main() -> None:
         help="on-disk embedding cache (default for minilm: /tmp/oscar_splitter_emb/minilm)",
     )
     args = parser.parse_args()
-    if not (args.data / "questions.csv").exists():
-        print(f"[skip] chunking-eval data not found at {args.data}")
+    inputs = eval_inputs(args.data, args.embeddings, args.corpora, args.cache)
+    if inputs is None:
         return
-    base = embeddings_named(args.embeddings)
-    if base is None:
-        return
-    cache = args.cache
-    if cache is None and args.embeddings == "minilm":
-        cache = Path("/tmp/oscar_splitter_emb/minilm")
-    emb = CachedEmbeddings(base, cache)
+    emb, texts, questions = inputs
     extra = {k: json.loads(v) for k, v in (o.split("=", 1) for o in args.ours_option)}
-    texts, questions = load(args.data, args.corpora)
     print(
         f"corpora: {', '.join(texts)} ({sum(map(len, texts.values())):,} chars), "
         f"{len(questions)} questions, embeddings={args.embeddings}, budget={args.budget} tokens"
