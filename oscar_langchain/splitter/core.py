@@ -253,8 +253,11 @@ def chunk_units(units: Units, embeddings: npt.ArrayLike, config: ChunkerConfig) 
     counts = np.asarray(units.tokens, dtype=np.int64)
     if config.mode == "optimal":
         bonus = np.zeros(n)  # a break inside a paragraph costs paragraph_weight (inf: avoided)
-        if config.paragraph_weight:
-            inside = ~np.asarray(units.block_end[:-1], dtype=bool)
+        inside = ~np.asarray(units.block_end[:-1], dtype=bool)
+        # In one block (a transcript, PDF text without blank lines) every break is inside a
+        # paragraph: the layout says nothing, and a penalty on all of them would only
+        # minimise the number of chunks, ignoring the topics.
+        if config.paragraph_weight and not inside.all():
             bonus[1:][inside] = -config.paragraph_weight
         starts = optimal_partition(
             emb,

@@ -73,7 +73,10 @@ class SemanticTextSplitter(OscarRunnable[SplitterInput, list[Document]], BaseDoc
         ['Hi there. ', 'How are you?']
     """
 
-    model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
+    # paragraph_weight defaults to inf: JSON writes it as Infinity (not null) and reads it back.
+    model_config = ConfigDict(
+        arbitrary_types_allowed=True, extra="forbid", ser_json_inf_nan="constants"
+    )
 
     embeddings: Embeddings | None = None
     """Any LangChain embeddings; default ``OfflineEmbeddings()``."""

@@ -259,3 +259,26 @@ def test_paragraph_weight_prefers_block_boundaries() -> None:
     cfg = ChunkerConfig(max_tokens=6, paragraph_weight=5.0, baseline=0.0)
     chunks = chunk_text(text, lambda ts: [[1.0, 0.0]] * len(ts), cfg, words)
     assert [text[c.start : c.end] for c in chunks] == ["Aa bb. Cc dd.\n\n", "Ee ff. Gg hh."]
+
+
+def test_one_block_documents_split_by_meaning_not_by_count() -> None:
+    # No blank line anywhere (a transcript): every break is inside the one paragraph, so
+    # the layout says nothing and the default must not just minimise the number of chunks.
+    text = "Aa bb. " * 7 + "Xx yy. " * 13
+    topic = lambda ts: [[1.0, 0.0] if t.startswith("Aa") else [0.0, 1.0] for t in ts]  # noqa: E731
+    cfg = ChunkerConfig(max_tokens=20, baseline=0.5)
+    chunks = chunk_text(text, topic, cfg, words)
+    check(text, chunks, cfg, words)
+    assert chunks[0].end == text.index("Xx")  # the topic shift is a break
+    assert all(len({s[:2] for s in text[c.start : c.end].split(". ") if s}) == 1 for c in chunks)
+
+
+def test_the_default_survives_a_json_round_trip() -> None:
+    from langchain_core.embeddings import DeterministicFakeEmbedding
+
+    from oscar_langchain.splitter import SemanticTextSplitter
+
+    splitter = SemanticTextSplitter(embeddings=DeterministicFakeEmbedding(size=8))
+    dumped = splitter.model_dump_json(exclude={"embeddings"})
+    assert '"paragraph_weight":Infinity' in dumped
+    assert SemanticTextSplitter.model_validate_json(dumped).paragraph_weight == float("inf")
