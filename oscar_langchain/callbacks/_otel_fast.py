@@ -96,7 +96,10 @@ _new_context = tuple.__new__
 
 
 def _quiet_processors(processors: Sequence[SpanProcessor], hooks: frozenset[Any]) -> bool:
-    return all((type(p).on_start, type(p)._on_ending) in hooks for p in processors)
+    # getattr: a duck-typed processor without _on_ending is simply not a quiet one.
+    return all(
+        (type(p).on_start, getattr(type(p), "_on_ending", None)) in hooks for p in processors
+    )
 
 
 class FastSpans:
@@ -156,6 +159,7 @@ class FastSpans:
             self._known = current
             self.on_end = self._on_end_for(current)
             return True
+        self.on_end = self._processor.on_end  # spans still open reach every processor
         return False
 
     def _on_end_for(self, processors: tuple[SpanProcessor, ...]) -> Callable[[ReadableSpan], None]:

@@ -114,6 +114,8 @@ class OscarTracer(SafeHandler):
             marked ``oscar.evicted``.
         max_pending_spans: the most ended runs waiting for their root; past it they are
             delivered at once (their open ancestors' spans are started for them).
+        max_pending_seconds: the longest an ended run waits for its root: a run that
+            ends later than this after the oldest waiting one delivers them all.
 
     Example:
         >>> from langchain_core.runnables import RunnableLambda
@@ -141,12 +143,15 @@ class OscarTracer(SafeHandler):
         max_content_chars: int = 4000,
         max_open_runs: int = 100_000,
         max_pending_spans: int = 256,
+        max_pending_seconds: float = 5.0,
     ) -> None:
         super().__init__(max_open_runs=max_open_runs)
         if max_content_chars < 16:
             raise ConfigurationError("max_content_chars", "must be at least 16")
         if max_pending_spans < 1:
             raise ConfigurationError("max_pending_spans", "must be at least 1")
+        if not max_pending_seconds >= 0:
+            raise ConfigurationError("max_pending_seconds", "must be a number >= 0")
         provider = tracer_provider if tracer_provider is not None else trace.get_tracer_provider()
         self._tracer = provider.get_tracer("oscar_langchain")
         self._fast = FastSpans.create(provider, self._tracer)
@@ -154,6 +159,8 @@ class OscarTracer(SafeHandler):
         self.capture_content = capture_content
         self.max_content_chars = max_content_chars
         self.max_pending_spans = max_pending_spans
+        self.max_pending_seconds = max_pending_seconds
+        self._max_wait_ns = int(max_pending_seconds * 1e9)
         self._runs: dict[RunKey, _Run] = {}
         self._ended: deque[_Run] = deque()
         # Re-entrant: an exporter that itself runs a traced chain must not deadlock.
@@ -179,6 +186,11 @@ class OscarTracer(SafeHandler):
         run = _Run(name, kind, parent, attributes)
         if parent is None:
             run.caller = trace.get_current_span()
+        if self._fast is None:
+            # start_span's path: start now, in the run's own context, as processors acting
+            # on on_start (or other providers) expect; ended in _close.
+            parent_span = parent.span if parent is not None else run.caller
+            run.span = self._sdk_start(name, parent_span, kind, attributes, run.start)
         runs[run_id] = run
         if len(runs) > self.max_open_runs:
             self._evict_runs(runs)
@@ -196,43 +208,67 @@ class OscarTracer(SafeHandler):
 
     def _close(self, run: _Run) -> None:
         """``run`` ended: queue its span, delivered once no ancestor is open."""
-        run.end = _time_ns()
+        end = run.end = _time_ns()
+        if self._fast is None:  # started in _open: end it now
+            span = run.span
+            if span is not None:
+                _finish(run, span)
+            return
         ended = self._ended
         ended.append(run)
         parent = run.parent
-        if parent is None or parent.end or len(ended) >= self.max_pending_spans:
+        if (
+            parent is None
+            or parent.end
+            or len(ended) >= self.max_pending_spans
+            or end - ended[0].end > self._max_wait_ns
+        ):
             self.flush()
 
     # -- building ---------------------------------------------------------------------
     def flush(self) -> None:
-        """Build and end the spans of every ended run now (in the order they ended)."""
+        """Build and end the spans of every ended run now (in the order they ended).
+
+        Spans are started under a lock (each run's, and its ancestors', exactly once) and
+        ended, which exports them, after it is released.
+        """
+        ready: list[_Run] = []  # runs whose span is started, to end outside the lock
         with self._flush_lock:
             ended = self._ended
             if not ended:
                 return
+            start: _Start = self._sdk_start
             fast = self._fast
-            start = fast.start if fast is not None and fast.still_valid else self._sdk_start
+            try:
+                if fast is not None and fast.still_valid:
+                    start = fast.start
+            except Exception as exc:  # noqa: BLE001 - counted, logged; start_span serves
+                self._failed("flush", exc)
             while ended:
                 run = ended.popleft()
                 try:
-                    span = run.span  # set if it was started as an earlier run's ancestor
-                    if span is None:
+                    if run.span is None:  # else started as an earlier run's ancestor
                         parent = run.parent
                         if parent is not None and parent.span is not None:  # the usual case
-                            span = run.span = start(
+                            run.span = start(
                                 run.name, parent.span, run.kind, run.start_attributes, run.start
                             )
                         else:
-                            span = self._start_with_ancestors(run, start)
-                    if run.late:
-                        span.set_attributes(run.late)
-                    for name, attributes, timestamp in run.events or ():
-                        span.add_event(name, attributes, timestamp)
-                    if run.status is not None:
-                        span.set_status(run.status)
-                    span.end(run.end)
+                            self._start_with_ancestors(run, start)
+                    ready.append(run)
                 except Exception as exc:  # noqa: BLE001 - counted, logged; the rest go on
                     self._failed("flush", exc)
+        for run in ready:
+            span = run.span
+            if span is None:  # pragma: no cover - every run in ready has its span
+                continue
+            try:
+                if run.late is None and run.events is None and run.status is None:
+                    span.end(run.end)  # most runs: nothing happened after the start
+                else:
+                    _finish(run, span)
+            except Exception as exc:  # noqa: BLE001 - counted, logged; the rest go on
+                self._failed("flush", exc)
 
     def _start_with_ancestors(self, run: _Run, start: _Start) -> trace.Span:
         """Start ``run``'s span, and first those of its ancestors not started yet."""
@@ -379,6 +415,17 @@ class OscarTracer(SafeHandler):
         run = self._runs.get(run_id)
         if run is not None:
             run.update(ga.safe_attributes(data))
+
+
+def _finish(run: _Run, span: trace.Span) -> None:
+    """Give ``span`` what happened to ``run`` after its start, then end it at its end."""
+    if run.late:
+        span.set_attributes(run.late)
+    for name, attributes, timestamp in run.events or ():
+        span.add_event(name, attributes, timestamp)
+    if run.status is not None:
+        span.set_status(run.status)
+    span.end(run.end)
 
 
 _LIVE: weakref.WeakSet[OscarTracer] = weakref.WeakSet()
