@@ -35,6 +35,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Generic, TypeVar
@@ -42,6 +43,8 @@ from typing import Any, Generic, TypeVar
 from oscar_langchain.circuit_breaker import CircuitBreaker, Permit
 from oscar_langchain.errors import ErrorClassification, FailoverError
 from oscar_langchain.failover_policy import FailoverRoute, RetryPolicy
+
+logger = logging.getLogger("oscar_langchain.failover")
 
 __all__ = [
     "Answer",
@@ -333,13 +336,29 @@ def close_stream(stream: object) -> None:
         close()
 
 
+def _close_failed(error: BaseException, close_error: Exception) -> None:
+    """A stream's close raised: re-raise, unless the stream had already failed.
+
+    When ``error`` is the stream's own failure (an ``Exception``), that failure is the one
+    the caller handles (the next candidate, or ``FailoverError``): the close error is
+    logged, not allowed to replace it. When the stream was stopped (``GeneratorExit``,
+    cancellation), the close error propagates.
+    """
+    if not isinstance(error, Exception):
+        raise close_error
+    logger.warning("closing a failed stream raised too (%r after %r)", close_error, error)
+
+
 def close_then_settle(answer: Answer[Any], stream: object, error: BaseException) -> None:
     """Close the stream a held answer guards, then :func:`settle` the answer.
 
-    The answer is settled even when closing raises (that error then propagates).
+    The answer is settled even when closing raises (see :func:`_close_failed` for
+    whether that error propagates).
     """
     try:
         close_stream(stream)
+    except Exception as close_error:  # noqa: BLE001 - decided by _close_failed
+        _close_failed(error, close_error)
     finally:
         settle(answer, error)
 
@@ -359,6 +378,8 @@ async def aclose_then_settle(answer: Answer[Any], stream: object, error: BaseExc
     """
     try:
         await aclose_stream(stream)
+    except Exception as close_error:  # noqa: BLE001 - decided by _close_failed
+        _close_failed(error, close_error)
     finally:
         if isinstance(error, GeneratorExit):
             settle(answer, error)

@@ -12,8 +12,10 @@ from oscar_langchain.failover_plan import (
     Answer,
     Attempt,
     FailoverPlan,
+    aclose_then_settle,
     arun_plan,
     asettle,
+    close_then_settle,
     run_plan,
     settle,
 )
@@ -184,3 +186,33 @@ def test_retry_policy_run_and_arun() -> None:
     assert asyncio.run(policy.arun(aflaky, asleep)) == 2
     with pytest.raises(ValueError):
         policy.run(lambda n: (_ for _ in ()).throw(ValueError("bad")), waits.append)
+
+
+class _CloseFails:
+    """A stream (not a generator) whose close raises."""
+
+    def close(self) -> None:
+        raise RuntimeError("close failed")
+
+    async def aclose(self) -> None:
+        raise RuntimeError("close failed")
+
+
+def test_a_close_error_does_not_replace_the_streams_own_failure(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    breaker = CircuitBreaker("c", BreakerConfig())
+    failure = ConnectionError("stream cut")
+
+    def answer() -> Answer[str]:
+        return Answer("x", Attempt(0, "c", 1, 0.0, breaker), breaker.acquire(), 0.0)
+
+    close_then_settle(answer(), _CloseFails(), failure)  # logged: failover goes on
+    asyncio.run(aclose_then_settle(answer(), _CloseFails(), failure))
+    assert caplog.text.count("closing a failed stream raised too") == 2
+    with pytest.raises(RuntimeError, match="close failed"):  # the consumer stopped: raised
+        close_then_settle(answer(), _CloseFails(), GeneratorExit())
+    with pytest.raises(RuntimeError, match="close failed"):
+        asyncio.run(aclose_then_settle(answer(), _CloseFails(), asyncio.CancelledError()))
+    snap = breaker.snapshot()  # the failures were reported; the stopped streams released
+    assert (snap.calls, snap.failures) == (2, 2)
