@@ -216,9 +216,7 @@ class SafeHandler(BaseCallbackHandler):
     def _resolve_parent(self, run: RunKey, parent: RunKey | None) -> RunKey | None:
         """The run's real parent: LangChain's, unless the active run is a child of it."""
         parents = self._parents
-        config = _active_config()  # what ambient_parent() reads, inline on the hot path
-        callbacks = config.get("callbacks") if config is not None else None
-        active = callbacks.parent_run_id if isinstance(callbacks, BaseCallbackManager) else None
+        active = ambient_parent()
         if active is not None:
             ambient = active.int
             if ambient != parent and (parent is None or parents.get(ambient, ambient) == parent):

@@ -91,8 +91,6 @@ _SAMPLED_ONLY = TraceFlags(_SAMPLED)
 _SAMPLED_RANDOM = TraceFlags(_SAMPLED | _RANDOM)
 _INTERNAL = SpanKind.INTERNAL
 _EMPTY_STATE = trace.DEFAULT_TRACE_STATE
-_TRACE_ID_MAX, _SPAN_ID_MAX = (1 << 128) - 1, (1 << 64) - 1
-_new_context = tuple.__new__
 
 
 def _quiet_processors(processors: Sequence[SpanProcessor], hooks: frozenset[Any]) -> bool:
@@ -220,19 +218,7 @@ class FastSpans:
             state = result.trace_state
             start_attributes = {**result.attributes, **(attributes or {})} or None
             recording = result.decision is not Decision.DROP
-        span_id = ids.generate_span_id()
-        # SpanContext.__new__ without its call: the same tuple, validity as it computes it.
-        context = _new_context(
-            SpanContext,
-            (
-                trace_id,
-                span_id,
-                False,
-                flags,
-                state if state is not None else _EMPTY_STATE,
-                0 < trace_id <= _TRACE_ID_MAX and 0 < span_id <= _SPAN_ID_MAX,
-            ),
-        )
+        context = SpanContext(trace_id, ids.generate_span_id(), False, flags, state)
         return FastSpan(
             self,
             name,

@@ -232,7 +232,7 @@ class OscarTracer(SafeHandler):
         Spans are started under a lock (each run's, and its ancestors', exactly once) and
         ended, which exports them, after it is released.
         """
-        ready: list[_Run] = []  # runs whose span is started, to end outside the lock
+        ready: list[tuple[_Run, trace.Span]] = []  # started spans, ended outside the lock
         with self._flush_lock:
             ended = self._ended
             if not ended:
@@ -247,26 +247,21 @@ class OscarTracer(SafeHandler):
             while ended:
                 run = ended.popleft()
                 try:
-                    if run.span is None:  # else started as an earlier run's ancestor
+                    span = run.span  # set if it was started as an earlier run's ancestor
+                    if span is None:
                         parent = run.parent
                         if parent is not None and parent.span is not None:  # the usual case
-                            run.span = start(
+                            span = run.span = start(
                                 run.name, parent.span, run.kind, run.start_attributes, run.start
                             )
                         else:
-                            self._start_with_ancestors(run, start)
-                    ready.append(run)
+                            span = self._start_with_ancestors(run, start)
+                    ready.append((run, span))
                 except Exception as exc:  # noqa: BLE001 - counted, logged; the rest go on
                     self._failed("flush", exc)
-        for run in ready:
-            span = run.span
-            if span is None:  # pragma: no cover - every run in ready has its span
-                continue
+        for run, span in ready:
             try:
-                if run.late is None and run.events is None and run.status is None:
-                    span.end(run.end)  # most runs: nothing happened after the start
-                else:
-                    _finish(run, span)
+                _finish(run, span)
             except Exception as exc:  # noqa: BLE001 - counted, logged; the rest go on
                 self._failed("flush", exc)
 
