@@ -221,9 +221,17 @@ class OscarTracer(SafeHandler):
             parent is None
             or parent.end
             or len(ended) >= self.max_pending_spans
-            or end - ended[0].end > self._max_wait_ns
+            or self._waited_too_long(ended, end)
         ):
             self.flush()
+
+    def _waited_too_long(self, ended: deque[_Run], now: int) -> bool:
+        """Whether the oldest waiting run ended over ``max_pending_seconds`` before ``now``."""
+        try:
+            oldest = ended[0]
+        except IndexError:  # another thread has just delivered them all
+            return False
+        return now - oldest.end > self._max_wait_ns
 
     # -- building ---------------------------------------------------------------------
     def flush(self) -> None:

@@ -492,3 +492,10 @@ def test_spans_are_exported_outside_the_flush_lock() -> None:
     tracer = OscarTracer(provider)
     chain().invoke(1, {"callbacks": [tracer]})
     assert free == [True] * 4  # a slow exporter does not hold up other threads' runs
+
+
+def test_the_wait_check_tolerates_a_queue_emptied_by_another_thread() -> None:
+    from collections import deque
+
+    tracer = OscarTracer(otel()[0])
+    assert tracer._waited_too_long(deque(), 10**18) is False  # emptied between append and check
