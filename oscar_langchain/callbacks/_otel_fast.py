@@ -25,11 +25,13 @@ tests in ``tests/unit_tests/callbacks/test_tracer_fast.py``, against the version
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from opentelemetry import trace
+from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach, set_value
 from opentelemetry.sdk.trace import (
     ReadableSpan,
     SpanProcessor,
@@ -65,11 +67,12 @@ def sdk_supported(version: str) -> bool:
     return first <= minor <= last
 
 
-def _sdk_internals() -> tuple[type[Any], frozenset[tuple[Any, Any]]] | None:
-    """The SDK's no-op self-metrics class and the processors' no-op hooks, if present."""
+def _sdk_internals() -> tuple[type[Any], type[Any], frozenset[tuple[Any, Any]]] | None:
+    """The SDK's no-op self-metrics classes (tracer, processor) and no-op processor hooks."""
     if not sdk_supported(_SDK_VERSION):
         return None
     try:
+        from opentelemetry.sdk._shared_internal._processor_metrics import NoOpProcessorMetrics
         from opentelemetry.sdk.trace._tracer_metrics import NoOpTracerMetrics
 
         hooks = frozenset(
@@ -78,10 +81,15 @@ def _sdk_internals() -> tuple[type[Any], frozenset[tuple[Any, Any]]] | None:
         )
     except (ImportError, AttributeError):  # internals moved: start_span it is
         return None
-    return NoOpTracerMetrics, hooks
+    return NoOpTracerMetrics, NoOpProcessorMetrics, hooks
 
 
 _INTERNALS = _sdk_internals()
+_EXPORT_LOGGER = logging.getLogger(SimpleSpanProcessor.__module__)
+"""The logger ``SimpleSpanProcessor`` reports export failures on."""
+
+ExportBatch = Callable[[list[ReadableSpan]], None]
+"""Hands ended spans, in the order they ended, to the processor in one export."""
 
 _UNSET = Status(StatusCode.UNSET)
 _SAMPLED = TraceFlags.SAMPLED
@@ -122,6 +130,7 @@ class FastSpans:
         # ParentBased(ALWAYS_ON), the SDK's default: a span with no parent is sampled.
         self._roots_sampled = type(sampler) is ParentBased and sampler._root is ALWAYS_ON
         self.on_end = self._on_end_for(self._known)
+        self.export_batch = self._export_batch_for(self._known)
         self.resource = tracer.resource
         self.instrumentation_info = tracer.instrumentation_info
         self.instrumentation_scope = tracer._instrumentation_scope
@@ -131,7 +140,7 @@ class FastSpans:
         """The fast path for ``tracer`` of ``provider``, or ``None`` where it would differ."""
         if _INTERNALS is None:
             return None
-        no_op_metrics, hooks = _INTERNALS
+        no_op_metrics, _, hooks = _INTERNALS
         try:
             processor = provider._active_span_processor
             usable = (
@@ -156,13 +165,34 @@ class FastSpans:
         if _quiet_processors(current, self._hooks):
             self._known = current
             self.on_end = self._on_end_for(current)
+            self.export_batch = self._export_batch_for(current)
             return True
-        self.on_end = self._processor.on_end  # spans still open reach every processor
+        # Spans still open reach every processor.
+        self.on_end = self._processor.on_end
+        self.export_batch = None
         return False
 
     def _on_end_for(self, processors: tuple[SpanProcessor, ...]) -> Callable[[ReadableSpan], None]:
         """What ``SynchronousMultiSpanProcessor.on_end`` calls: the one processor's own."""
         return processors[0].on_end if len(processors) == 1 else self._processor.on_end
+
+    def _export_batch_for(self, processors: tuple[SpanProcessor, ...]) -> ExportBatch | None:
+        """One export for many spans, where that is all ``on_end`` for each would do.
+
+        A lone ``SimpleSpanProcessor`` with its self-metrics off (the SDK's default) does
+        nothing per span but export it: its spans can go to the exporter in one
+        ``export`` call, under the same instrumentation suppression, with export failures
+        logged on the same logger.
+        """
+        if _INTERNALS is None or len(processors) != 1:
+            return None
+        processor = processors[0]
+        if (
+            type(processor) is not SimpleSpanProcessor
+            or type(getattr(processor, "_metrics", None)) is not (_INTERNALS[1])
+        ):
+            return None
+        return lambda spans: _export(processor, spans)
 
     def start(
         self,
@@ -230,8 +260,14 @@ class FastSpans:
             start,
         )
 
-    def materialise(self, span: FastSpan, end_time: int) -> None:
-        """End ``span`` through the SDK's own ``_Span`` (it got attributes or events)."""
+    def materialise(
+        self, span: FastSpan, end_time: int, into: list[ReadableSpan] | None = None
+    ) -> None:
+        """End ``span`` through the SDK's own ``_Span`` (it got attributes or events).
+
+        With ``into``, the ended span is appended there instead of reaching the
+        processors (whose ``on_start`` and ``_on_ending`` are no-ops: see ``create``).
+        """
         tracer = self._tracer
         sdk_span = SdkSpan(
             name=span.name,
@@ -240,7 +276,7 @@ class FastSpans:
             sampler=self._sampler,
             resource=tracer.resource,
             attributes=span.start_attributes,
-            span_processor=self._processor,
+            span_processor=self._processor if into is None else _Collect(into),
             kind=span.kind,
             instrumentation_info=tracer.instrumentation_info,
             limits=tracer._span_limits,
@@ -250,6 +286,38 @@ class FastSpans:
         for apply in span.changes or ():
             apply(sdk_span)
         sdk_span.end(end_time=end_time)
+
+
+def _export(processor: SimpleSpanProcessor, spans: list[ReadableSpan]) -> None:
+    """What ``processor.on_end`` does for each of ``spans``, in one ``export`` call."""
+    sampled = tuple(s for s in spans if s.context is not None and s.context.trace_flags.sampled)
+    if not sampled:
+        return
+    if getattr(processor, "_shutdown", False):
+        _EXPORT_LOGGER.warning("Processor is already shutdown, ignoring call")
+        return
+    token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
+    try:
+        processor.span_exporter.export(sampled)
+    except Exception:  # logged, as SimpleSpanProcessor does
+        _EXPORT_LOGGER.exception("Exception while exporting Span.")
+    finally:
+        detach(token)
+
+
+class _Collect(SpanProcessor):
+    """A span processor for one ``_Span`` that keeps it once ended.
+
+    Its ``on_start`` and ``_on_ending`` are the base class's no-ops, as the real
+    processors' are wherever it is used.
+    """
+
+    def __init__(self, into: list[ReadableSpan]) -> None:
+        self._into = into
+
+    def on_end(self, span: ReadableSpan) -> None:
+        """Keep the ended span."""
+        self._into.append(span)
 
 
 class FastSpan(trace.Span, ReadableSpan):
@@ -300,15 +368,24 @@ class FastSpan(trace.Span, ReadableSpan):
 
     def end(self, end_time: int | None = None) -> None:
         """Hand the span to the processors (once)."""
+        self._end(end_time if end_time is not None else time.time_ns(), None)
+
+    def end_into(self, into: list[ReadableSpan], end_time: int) -> None:
+        """End the span (once), appending what the processors would get to ``into``."""
+        self._end(end_time, into)
+
+    def _end(self, end: int, into: list[ReadableSpan] | None) -> None:
         if self._end_time is not None:
             return
-        end = self._end_time = end_time if end_time is not None else time.time_ns()
+        self._end_time = end
         if not self.recording:
             return
-        if self.changes is None and self.start_attributes is None:
+        if self.changes is not None or self.start_attributes is not None:
+            self.maker.materialise(self, end, into)
+        elif into is None:
             self.maker.on_end(self)
         else:
-            self.maker.materialise(self, end)
+            into.append(self)
 
     def get_span_context(self) -> SpanContext:
         """The span's context (ids, flags, trace state)."""

@@ -36,13 +36,14 @@ from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.metrics import MeterProvider
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, Status, StatusCode, TracerProvider
 from opentelemetry.util.types import Attributes
 
 from oscar_langchain._runnable import ANNOTATION_EVENT
 from oscar_langchain.callbacks import _genai as ga
 from oscar_langchain.callbacks._base import RunKey, SafeHandler
-from oscar_langchain.callbacks._otel_fast import FastSpans
+from oscar_langchain.callbacks._otel_fast import ExportBatch, FastSpan, FastSpans
 from oscar_langchain.callbacks._redact import redact, truncate
 from oscar_langchain.callbacks._runs import AttributeValue, ModelRequest, llm_usage
 from oscar_langchain.errors import ConfigurationError
@@ -212,7 +213,7 @@ class OscarTracer(SafeHandler):
         if self._fast is None:  # started in _open: end it now
             span = run.span
             if span is not None:
-                _finish(run, span)
+                _finish(run, span, None)
             return
         ended = self._ended
         ended.append(run)
@@ -241,6 +242,8 @@ class OscarTracer(SafeHandler):
         ended, which exports them, after it is released.
         """
         ready: list[tuple[_Run, trace.Span]] = []  # started spans, ended outside the lock
+        batch: list[ReadableSpan] | None = None  # direct spans, exported together
+        export: ExportBatch | None = None
         with self._flush_lock:
             ended = self._ended
             if not ended:
@@ -249,7 +252,9 @@ class OscarTracer(SafeHandler):
             fast = self._fast
             try:
                 if fast is not None and fast.still_valid:
-                    start = fast.start
+                    start, export = fast.start, fast.export_batch
+                    if export is not None:
+                        batch = []
             except Exception as exc:  # noqa: BLE001 - counted, logged; start_span serves
                 self._failed("flush", exc)
             while ended:
@@ -269,8 +274,13 @@ class OscarTracer(SafeHandler):
                     self._failed("flush", exc)
         for run, span in ready:
             try:
-                _finish(run, span)
+                _finish(run, span, batch)
             except Exception as exc:  # noqa: BLE001 - counted, logged; the rest go on
+                self._failed("flush", exc)
+        if batch and export is not None:
+            try:
+                export(batch)
+            except Exception as exc:  # noqa: BLE001 - counted, logged
                 self._failed("flush", exc)
 
     def _start_with_ancestors(self, run: _Run, start: _Start) -> trace.Span:
@@ -420,15 +430,21 @@ class OscarTracer(SafeHandler):
             run.update(ga.safe_attributes(data))
 
 
-def _finish(run: _Run, span: trace.Span) -> None:
-    """Give ``span`` what happened to ``run`` after its start, then end it at its end."""
+def _finish(run: _Run, span: trace.Span, batch: list[ReadableSpan] | None) -> None:
+    """Give ``span`` what happened to ``run`` after its start, then end it at its end.
+
+    A direct span goes to ``batch`` (when given) instead of the processors.
+    """
     if run.late:
         span.set_attributes(run.late)
     for name, attributes, timestamp in run.events or ():
         span.add_event(name, attributes, timestamp)
     if run.status is not None:
         span.set_status(run.status)
-    span.end(run.end)
+    if batch is not None and type(span) is FastSpan:
+        span.end_into(batch, run.end)
+    else:
+        span.end(run.end)
 
 
 _LIVE: weakref.WeakSet[OscarTracer] = weakref.WeakSet()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -10,7 +11,7 @@ from langchain_core.runnables import RunnableLambda, RunnableParallel
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import (
     ALWAYS_OFF,
@@ -270,3 +271,91 @@ def test_default_root_decision_matches_start_span() -> None:
     assert ours_ctx.is_valid and not ours_ctx.is_remote
     assert ours.start_attributes == {"a": 1}
     theirs.end()
+
+
+class Calls(SpanExporter):
+    """Records each export call's span names; optionally raises."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.calls: list[list[str]] = []
+        self.fail = fail
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.calls.append([s.name for s in spans])
+        if self.fail:
+            raise ConnectionError("collector down")
+        return SpanExportResult.SUCCESS
+
+
+def _traced(processor: SpanProcessor) -> OscarTracer:
+    provider = TracerProvider()
+    provider.add_span_processor(processor)
+    tracer = OscarTracer(provider)
+    workload().invoke(3, {"callbacks": [tracer]})
+    return tracer
+
+
+@needs_fast
+def test_a_simple_processor_gets_a_trace_in_one_export() -> None:
+    exporter = Calls()
+    tracer = _traced(SimpleSpanProcessor(exporter))
+    [names] = exporter.calls  # the whole trace, in the order the runs ended
+    assert len(names) == 12 and names[-1] == "RunnableSequence"
+    ordered = InMemorySpanExporter()
+    for span in _with_each_on_end():
+        ordered.export((span,))
+    assert names == [s.name for s in ordered.get_finished_spans()]
+    assert tracer.internal_errors == 0
+
+
+def _with_each_on_end() -> list[ReadableSpan]:
+    """The same workload through a processor that takes spans one by one."""
+    collect = Collect()
+    _traced(collect)
+    return collect.spans
+
+
+class Counting:
+    """Stands in for the SDK's processor self-metrics (enabled: they count every span)."""
+
+    def __init__(self) -> None:
+        self.finished = 0
+
+    def finish_items(self, count: int, error: Exception | None = None) -> None:
+        self.finished += count
+
+
+@needs_fast
+def test_processor_self_metrics_keep_one_export_per_span(monkeypatch: pytest.MonkeyPatch) -> None:
+    exporter = Calls()
+    processor = SimpleSpanProcessor(exporter)
+    monkeypatch.setattr(processor, "_metrics", Counting())  # not the no-op: counts per span
+    _traced(processor)
+    assert len(exporter.calls) == 12 and all(len(c) == 1 for c in exporter.calls)
+
+
+@needs_fast
+def test_a_failing_export_is_logged_as_the_sdk_logs_it(caplog: pytest.LogCaptureFixture) -> None:
+    exporter = Calls(fail=True)
+    with caplog.at_level(logging.ERROR, logger=SimpleSpanProcessor.__module__):
+        tracer = _traced(SimpleSpanProcessor(exporter))
+    assert len(exporter.calls) == 1
+    assert "Exception while exporting Span." in caplog.text
+    assert tracer.internal_errors == 0  # the exporter's failure, not the tracer's
+
+
+@needs_fast
+def test_a_shut_down_or_unsampling_processor_exports_nothing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    exporter = Calls()
+    processor = SimpleSpanProcessor(exporter)
+    processor._shutdown = True  # what shutdown() sets (SDK >= 1.45), without the exporter's
+    with caplog.at_level(logging.WARNING, logger=SimpleSpanProcessor.__module__):
+        _traced(processor)
+    assert exporter.calls == [] and "already shutdown" in caplog.text
+    provider = TracerProvider(sampler=RecordOnly())
+    record_only = Calls()
+    provider.add_span_processor(SimpleSpanProcessor(record_only))
+    RunnableLambda(lambda x: x).invoke(1, {"callbacks": [OscarTracer(provider)]})
+    assert record_only.calls == []  # recorded, not sampled: not exported
