@@ -35,6 +35,7 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -373,15 +374,25 @@ async def aclose_stream(stream: object) -> None:
 async def aclose_then_settle(answer: Answer[Any], stream: object, error: BaseException) -> None:
     """Async form of :func:`close_then_settle`.
 
-    On ``GeneratorExit`` (the consumer's ``aclose()``) the report is the sync
-    :func:`settle`, so it is made even if the closing generator cannot await.
+    The report is awaited (a shared breaker store does not block the event loop), except
+    for a generator finalised with no event loop running (garbage-collected after its
+    loop ended): nothing could resume an await there, so the report is the sync
+    :func:`settle`.
     """
     try:
         await aclose_stream(stream)
     except Exception as close_error:  # noqa: BLE001 - decided by _close_failed
         _close_failed(error, close_error)
     finally:
-        if isinstance(error, GeneratorExit):
+        if isinstance(error, GeneratorExit) and not _loop_running():
             settle(answer, error)
         else:
             await asettle(answer, error)
+
+
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True

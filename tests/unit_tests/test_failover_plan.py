@@ -216,3 +216,34 @@ def test_a_close_error_does_not_replace_the_streams_own_failure(
         asyncio.run(aclose_then_settle(answer(), _CloseFails(), asyncio.CancelledError()))
     snap = breaker.snapshot()  # the failures were reported; the stopped streams released
     assert (snap.calls, snap.failures) == (2, 2)
+
+
+class _SpyBreaker:
+    """Records which report a settle used."""
+
+    def __init__(self) -> None:
+        self.reports: list[str] = []
+
+    def report(self, permit: object, error: BaseException | None = None) -> None:
+        self.reports.append("sync")
+
+    async def areport(self, permit: object, error: BaseException | None = None) -> None:
+        await asyncio.sleep(0)  # a shared store's round trip suspends
+        self.reports.append("async")
+
+
+def test_a_stopped_async_stream_awaits_its_report_when_a_loop_runs() -> None:
+    spy = _SpyBreaker()
+
+    def answer() -> Answer[str]:
+        return Answer("x", Attempt(0, "c", 1, 0.0, spy), object(), 0.0)  # type: ignore[arg-type]
+
+    asyncio.run(aclose_then_settle(answer(), object(), GeneratorExit()))  # consumer's aclose()
+    asyncio.run(aclose_then_settle(answer(), object(), asyncio.CancelledError()))
+    assert spy.reports == ["async", "async"]  # not a blocking call inside the event loop
+    # Finalised with no loop to resume an await (a generator collected after its loop
+    # ended): the sync report is made instead.
+    finaliser = aclose_then_settle(answer(), object(), GeneratorExit())
+    with pytest.raises(StopIteration):
+        finaliser.send(None)
+    assert spy.reports == ["async", "async", "sync"]
