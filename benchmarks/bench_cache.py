@@ -38,6 +38,7 @@ from langchain_core.vectorstores import InMemoryVectorStore
 
 from oscar_langchain.cache import CachedRunnable, CacheEngine, OscarCache
 from oscar_langchain.cache.core import CacheRequest
+from oscar_langchain.cache.guard import SEMANTIC_CHECKS, RuleGuard
 from oscar_langchain.cache.vector_index import VectorIndex
 
 
@@ -343,13 +344,19 @@ def quality() -> None:
         "  false hits"
     )
     for name, embed, threshold in configs:
-        for guard in (True, False):
+        guards: list[tuple[str, RuleGuard | None]] = [
+            ("ours, guard", RuleGuard()),
+            ("ours, semantic", RuleGuard(checks=SEMANTIC_CHECKS)),
+            ("ours, no guard", None),
+        ]
+        for label, guard in guards:
             r = evaluate(
-                lambda e=embed, t=threshold, g=guard: CacheEngine(embed=e, threshold=t, use_guard=g)
+                lambda e=embed, t=threshold, g=guard: CacheEngine(
+                    embed=e, threshold=t, guard=g, use_guard=g is not None
+                )
             )
             fh = {k.split(".")[1]: int(v) for k, v in r.items() if k.startswith("false_hits.")}
             fh = {k: v for k, v in fh.items() if v}
-            label = "ours, guard" if guard else "ours, no guard"
             print(
                 f"{name:20s} {threshold:5.2f} {label:>14s} "
                 f"{r['precision']:10.3f} {r['recall']:7.3f}  {fh}"
@@ -369,7 +376,11 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", help="entries per semantic row")
     parser.add_argument("--skip-exact", action="store_true")
     parser.add_argument("--skip-quality", action="store_true")
+    parser.add_argument("--quality-only", action="store_true", help="the false-hit set only")
     args = parser.parse_args()
+    if args.quality_only:
+        quality()
+        return
     print("load average at start: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     if not args.skip_exact:
         exact_overhead(args.repeat)

@@ -11,7 +11,22 @@ both texts agree on:
 * **named entities** - the same capitalised names and acronyms (``Paris``, ``NASA``);
 * **scope** - the same quantifiers and extremes (``all``/``some``/``only``,
   ``largest``/``smallest``, ``first``/``last``, ``more``/``less``), with common
-  synonyms folded (``biggest`` = ``largest``).
+  synonyms folded (``biggest`` = ``largest``);
+* **operators** - the same arithmetic between numbers (``2+2`` is not ``2-2``;
+  ``plus``/``minus``/``times``/``divided by`` count as their symbols);
+* **opposites** - the same side of common opposites (``ascending``/``descending``,
+  ``create``/``delete``, ``encrypt``/``decrypt``, ``import``/``export``...);
+* **content** - no content word swapped for another: a text may add words the other
+  lacks (``capital`` / ``capital city``), but when *both* have content words the other
+  lacks (``bleach and ammonia`` / ``bleach and vinegar``), they ask different things.
+  Words with a common stem match (``boiling`` = ``boil``, ``summarize`` = ``summary``).
+
+``content`` puts precision first: it also refuses paraphrases that swap a word for a
+synonym (``Who wrote X?`` / ``Who is the author of X?``). With lexical embeddings (the
+default :class:`~oscar_langchain.embeddings.OfflineEmbeddings`) similarity cannot tell a
+swapped word from a synonym, so the check is what keeps them apart; with a semantic model
+you may trade it for recall with ``RuleGuard(checks=SEMANTIC_CHECKS)`` (every check but
+``content``).
 
 Guards compose with ``&``; a plain ``(query, candidate) -> bool`` callable (say, a
 cross-encoder with a threshold) is a guard too.
@@ -23,6 +38,10 @@ Example:
     >>> verdict = guard("Is aspirin safe in pregnancy?", "Is aspirin not safe in pregnancy?")
     >>> verdict.accepted, verdict.reason
     (False, 'negation differs')
+    >>> guard("Is it safe to mix bleach and ammonia?", "Is it safe to mix bleach and vinegar?")
+    GuardVerdict(accepted=False, reason='content differs')
+    >>> guard("what is 2+2", "what is 2-2").reason
+    'operators differs'
 """
 
 from __future__ import annotations
@@ -35,6 +54,8 @@ from typing import Protocol, runtime_checkable
 from oscar_langchain.errors import ConfigurationError
 
 __all__ = [
+    "CHECKS",
+    "SEMANTIC_CHECKS",
     "AllOf",
     "CallableGuard",
     "Guard",
@@ -132,10 +153,74 @@ _COMMON_CAPITALISED = frozenset(
         "hi hello hey thanks find show compare summarize summarise"
     )
 )
+_FUNCTION_WORDS = _COMMON_CAPITALISED | frozenset(
+    _words(
+        "be been being am isn aren has have had having get gets got getting make makes made "
+        "go goes going into onto upon about as than so such too very also really there's "
+        "here it's that's what're let let's i'm i've i'd i'll you're yours mine ours theirs "
+        "something anything way ways thing things kind sort-of like"
+    )
+)
+"""Words that carry no topic of their own (the ``content`` check skips them)."""
+_OPPOSITES = {
+    word: (pair, side)
+    for pair, words in enumerate(
+        (
+            ("ascending", "descending"), ("ascend", "descend"), ("increase", "decrease"),
+            ("increasing", "decreasing"), ("add", "remove"), ("create", "delete"),
+            ("enable", "disable"), ("start", "stop"), ("open", "close"), ("buy", "sell"),
+            ("import", "export"), ("encrypt", "decrypt"), ("encode", "decode"),
+            ("upload", "download"), ("push", "pull"), ("include", "exclude"),
+            ("accept", "reject"), ("allow", "deny"), ("win", "lose"), ("true", "false"),
+            ("inside", "outside"), ("input", "output"), ("upper", "lower"),
+            ("uppercase", "lowercase"), ("up", "down"), ("left", "right"),
+            ("north", "south"), ("east", "west"), ("hot", "cold"), ("positive", "negative"),
+            ("internal", "external"), ("min", "max"), ("login", "logout"),
+            ("compress", "decompress"), ("lock", "unlock"), ("install", "uninstall"),
+            ("subscribe", "unsubscribe"),
+        )
+    )
+    for side, word in enumerate(words)
+}  # fmt: skip
+"""Words whose opposite changes the question (the ``opposites`` check)."""
+_SYMBOLS = {"x": "*", "\u00d7": "*", "\u00f7": "/"}
+_OPERATOR_WORDS = {"plus": "+", "minus": "-", "times": "*", "multiplied": "*", "divided": "/"}
+_OPERATOR = re.compile("(?<=[\\d)])\\s*([-+*/^\u00d7\u00f7x])\\s*(?=[\\d(])")
 
 
 def _tokens(text: str) -> list[str]:
     return _WORD.findall(text.replace("\u2019", "'"))
+
+
+def _stem(word: str) -> str:
+    """A light English stem: enough to match ``boiling``/``boil``, ``spiders``/``spider``."""
+    for suffix, keep in (("ies", "y"), ("ing", ""), ("ed", ""), ("es", ""), ("s", "")):
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            return word[: len(word) - len(suffix)] + keep
+    return word
+
+
+def _operators(text: str, lowered: list[str]) -> tuple[str, ...]:
+    """Arithmetic between numbers, in order: symbols, then the operator words."""
+    symbols = [_SYMBOLS.get(op, op) for op in _OPERATOR.findall(text)]
+    return tuple(symbols) + tuple(_OPERATOR_WORDS[w] for w in lowered if w in _OPERATOR_WORDS)
+
+
+def _same_word(a: str, b: str) -> bool:
+    """Same stem, or a common prefix of at least five letters (``summarize``/``summary``)."""
+    if a == b:
+        return True
+    common = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        common += 1
+    return common >= 5
+
+
+def _unmatched(words: frozenset[str], others: frozenset[str]) -> bool:
+    """Whether some word of ``words`` matches none of ``others``."""
+    return any(not any(_same_word(w, o) for o in others) for w in words)
 
 
 def _fold(word: str) -> str:
@@ -229,7 +314,11 @@ def as_guard(guard: GuardLike) -> Guard:
     return CallableGuard(guard)  # type: ignore[arg-type]
 
 
-_CHECKS = ("negation", "numbers", "dates", "entities", "scope")
+CHECKS = ("negation", "numbers", "dates", "entities", "scope", "operators", "opposites", "content")
+"""Every check :class:`RuleGuard` knows, and its default."""
+SEMANTIC_CHECKS = tuple(c for c in CHECKS if c != "content")
+"""Every check but ``content``: for semantic embeddings, when recall matters more."""
+_CHECKS = CHECKS
 
 
 @dataclass(frozen=True)
@@ -241,6 +330,9 @@ class Features:
     dates: frozenset[str]
     entities: frozenset[str]
     scope: frozenset[str]
+    operators: tuple[str, ...] = ()
+    opposites: frozenset[tuple[int, int]] = frozenset()
+    content: frozenset[str] = frozenset()
 
 
 def extract_features(text: str) -> Features:
@@ -261,7 +353,23 @@ def extract_features(text: str) -> Features:
     )
     scope = frozenset(_SCOPE[w] for w in lowered if w in _SCOPE)
     negation = any(w in _NEGATIONS or w.endswith("n't") for w in lowered)
-    return Features(negation, numbers, dates, entities, scope)
+    opposites = frozenset(_OPPOSITES[w] for w in lowered if w in _OPPOSITES)
+    content = frozenset(
+        _stem(_fold(w))
+        for w in lowered
+        if w not in _FUNCTION_WORDS
+        and _fold(w) not in _FUNCTION_WORDS
+        and w not in _NEGATIONS
+        and not w.endswith("n't")
+        and w not in _DATE_WORDS
+        and w not in _SCOPE
+        and w not in _OPPOSITES
+        and w not in _OPERATOR_WORDS
+        and _number(w) is None
+    )
+    return Features(
+        negation, numbers, dates, entities, scope, _operators(text, lowered), opposites, content
+    )
 
 
 @dataclass(frozen=True)
@@ -269,11 +377,11 @@ class RuleGuard:
     """Rule-based verifier: both texts must agree on the selected checks.
 
     Attributes:
-        checks: which checks to run, among ``negation``, ``numbers``, ``dates``,
-            ``entities`` and ``scope`` (all by default).
+        checks: which checks to run, among :data:`CHECKS` (all by default; see the
+            module docstring, and :data:`SEMANTIC_CHECKS`).
     """
 
-    checks: tuple[str, ...] = _CHECKS
+    checks: tuple[str, ...] = CHECKS
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.checks) - set(_CHECKS))
@@ -284,7 +392,10 @@ class RuleGuard:
         """Compare the features of both texts, check by check."""
         a, b = extract_features(query), extract_features(candidate)
         for check in self.checks:
-            if getattr(a, check) != getattr(b, check):
+            if check == "content":
+                if _unmatched(a.content, b.content) and _unmatched(b.content, a.content):
+                    return GuardVerdict(False, "content differs")
+            elif getattr(a, check) != getattr(b, check):
                 return GuardVerdict(False, f"{check} differs")
         return GuardVerdict(True)
 

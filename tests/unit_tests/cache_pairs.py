@@ -76,6 +76,10 @@ PAIRS: list[tuple[str, str, str]] = [
     ("How do I create a git branch?", "How do I delete a git branch?", "other"),
     ("What is the boiling point of water?", "What is the freezing point of water?", "other"),
     ("How do I reset my password?", "How do I change my username?", "other"),
+    # found in review (session 4), the operators, opposites and content checks came after
+    ("what is 2+2", "what is 2-2", "operator"),
+    ("python sort list ascending", "python sort list descending", "opposite"),
+    ("Is it safe to mix bleach and ammonia?", "Is it safe to mix bleach and vinegar?", "swap"),
 ]  # fmt: skip
 
 

@@ -13,7 +13,13 @@ from oscar_langchain.cache.core import (
     normalise_text,
 )
 from oscar_langchain.cache.eviction import LFU, LRU, MAX_COUNTED_USES, UseOrder
-from oscar_langchain.cache.guard import RuleGuard, check_all, extract_features
+from oscar_langchain.cache.guard import (
+    CHECKS,
+    SEMANTIC_CHECKS,
+    RuleGuard,
+    check_all,
+    extract_features,
+)
 from oscar_langchain.cache.vector_index import VectorIndex, matvec
 from oscar_langchain.errors import ConfigurationError
 
@@ -140,12 +146,43 @@ def test_index_edge_cases() -> None:
         ("Largest planet", "Biggest planet", ""),
         ("Largest planet", "Smallest planet", "scope differs"),
         ("Do all birds fly?", "Do some birds fly?", "scope differs"),
+        # operators between numbers, as symbols or words
+        ("what is 2+2", "what is 2-2", "operators differs"),
+        ("what is 6 x 7", "what is 6 / 7", "operators differs"),
+        ("what is 2 + 2", "what is 2 plus 2", ""),
+        # opposites
+        ("python sort list ascending", "python sort list descending", "opposites differs"),
+        ("How do I encrypt a file?", "How do I decrypt a file?", "opposites differs"),
+        # content: a word swapped for another differs; a word added does not
+        (
+            "Is it safe to mix bleach and ammonia?",
+            "Is it safe to mix bleach and vinegar?",
+            "content differs",
+        ),
+        (
+            "Can I take ibuprofen with alcohol?",
+            "Can I take ibuprofen with coffee?",
+            "content differs",
+        ),
+        ("What is the capital of France?", "What's the capital city of France?", ""),
+        ("Summarize the plot of Hamlet.", "Give me a summary of the plot of Hamlet.", ""),
+        ("How many legs does a spider have?", "How many legs do spiders have?", ""),
+        ("What is the boiling point of water?", "At what point does water boil?", ""),
     ],
 )
 def test_rule_guard(a: str, b: str, reason: str) -> None:
     verdict = RuleGuard()(a, b)
     assert verdict.accepted == (reason == "")
     assert verdict.reason == reason
+
+
+def test_semantic_checks_trade_content_for_recall() -> None:
+    synonym = ("Who wrote Pride and Prejudice?", "Who is the author of Pride and Prejudice?")
+    assert RuleGuard()(*synonym).reason == "content differs"  # precision first
+    assert RuleGuard(checks=SEMANTIC_CHECKS)(*synonym).accepted
+    assert set(SEMANTIC_CHECKS) == set(CHECKS) - {"content"}
+    antonym = ("python sort list ascending", "python sort list descending")
+    assert not RuleGuard(checks=SEMANTIC_CHECKS)(*antonym).accepted
 
 
 def test_guard_checks_are_selectable_and_composable() -> None:
