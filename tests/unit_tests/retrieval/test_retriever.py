@@ -125,6 +125,51 @@ def test_bad_input(retriever: HybridRetriever) -> None:
     assert HybridRetriever(embeddings=BagOfWords()).invoke("anything") == []
 
 
+class Miscounting(BagOfWords):
+    """Embeddings that return one vector too few (a broken provider)."""
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return super().embed_documents(texts)[:-1]
+
+
+class Wider(BagOfWords):
+    """Embeddings of another dimension than the index's (the wrong model)."""
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return [[*v, 1.0] for v in super().embed_documents(texts)]
+
+
+@pytest.mark.parametrize(
+    ("embeddings", "match"), [(Miscounting(), "returned 1 vectors for 2"), (Wider(), "65")]
+)
+async def test_failed_add_changes_no_index(
+    retriever: HybridRetriever, embeddings: Embeddings, match: str, tmp_path: Path
+) -> None:
+    before = (sorted(retriever._docs), sorted(retriever.bm25.ids()), len(retriever._dense))
+    retriever.embeddings = embeddings
+    with pytest.raises(ValueError, match=match):
+        retriever.add_texts(["Fish swim in rivers.", "Owls hoot at night."])
+    with pytest.raises(ValueError, match=match):
+        await retriever.aadd_documents([Document("Fish swim."), Document("Owls hoot.")])
+    after = (sorted(retriever._docs), sorted(retriever.bm25.ids()), len(retriever._dense))
+    assert after == before
+    retriever.embeddings = BagOfWords()
+    retriever.save(tmp_path / "idx")
+    loaded = HybridRetriever.load(tmp_path / "idx", embeddings=BagOfWords())
+    assert len(loaded) == len(TEXTS)
+
+
+def test_mixed_dimensions_rejected_on_an_empty_index() -> None:
+    class Ragged(BagOfWords):
+        def embed_documents(self, texts: list[str]) -> list[list[float]]:
+            return [[1.0, 0.0], [1.0, 0.0, 0.0]]
+
+    retriever = HybridRetriever(embeddings=Ragged())
+    with pytest.raises(ValueError, match="dimension 2, 3; the dense index is empty"):
+        retriever.add_texts(["a b", "c d"])
+    assert len(retriever) == 0 and retriever.bm25.ids() == []
+
+
 def test_default_embeddings_are_offline() -> None:
     retriever = HybridRetriever.from_texts(TEXTS)
     assert type(retriever.embeddings).__name__ == "OfflineEmbeddings"
