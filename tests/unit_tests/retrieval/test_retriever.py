@@ -261,6 +261,34 @@ async def test_optimizer_async_and_feedback_learning(retriever: HybridRetriever)
         opt.optimize(123)  # type: ignore[arg-type]
 
 
+def test_optimizer_recomputes_rewrites_when_the_index_changes() -> None:
+    texts = ["solar panels convert sunlight", "solar inverter efficiency",
+             "wind turbines and blades", "hydro dams store water"]  # fmt: skip
+    r = HybridRetriever(embeddings=BagOfWords())
+    opt = QueryOptimizer(retriever=r, expansion_terms=2, feedback_docs=2)
+    assert opt.invoke("solar panels") == "solar panels"  # nothing indexed yet
+    ids = r.add_texts(texts)
+    fresh = QueryOptimizer(retriever=r, expansion_terms=2, feedback_docs=2)
+    assert opt.invoke("solar panels") == fresh.invoke("solar panels") != "solar panels"
+    r.delete([ids[0]])  # the document the expansion's terms came from
+    rewrite = opt.invoke("solar panels")
+    assert not {"convert", "sunlight"} & set(rewrite.split())
+    assert rewrite == QueryOptimizer(retriever=r, expansion_terms=2, feedback_docs=2).invoke(
+        "solar panels"
+    )
+
+
+def test_recomputed_rewrite_keeps_the_rewards(retriever: HybridRetriever) -> None:
+    opt = QueryOptimizer(retriever=retriever, expansion_terms=2)
+    assert opt.invoke("wind") != "wind"
+    assert opt.feedback("wind", 0.0)  # the expansion did not help
+    retriever.add_texts(["Wind farms stand offshore."])
+    assert opt.invoke("wind") == "wind"  # recomputed, still the plain variant
+    rec = Recorder()
+    opt.invoke("wind", {"callbacks": [rec]})
+    assert rec.events[-1]["oscar.query_optimizer.history_hit"] is True
+
+
 def test_history_is_bounded() -> None:
     opt = QueryOptimizer(max_history=3)
     for i in range(10):
