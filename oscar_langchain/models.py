@@ -7,6 +7,10 @@ tokens, dated by its ``as_of`` field). Users extend or override it at run time w
 
 Lookups are exact (a name or one of the entry's declared aliases): an unknown model is an
 :class:`~oscar_langchain.errors.UnknownModelError` unless the caller passes ``default=``.
+Entries are checked when built: ``capabilities`` and ``aliases`` are lists of strings (a
+lone string is an error), ``encoding`` is one of :data:`ENCODING_NAMES`, and a name or
+alias already naming another entry is refused (a :class:`ConfigurationError` naming
+the field).
 
 Example:
     >>> registry = ModelRegistry.default()
@@ -29,7 +33,10 @@ from typing import Any
 
 from oscar_langchain.errors import ConfigurationError, UnknownModelError
 
-__all__ = ["ModelInfo", "ModelRegistry", "default_registry", "estimate_cost"]
+__all__ = ["ENCODING_NAMES", "ModelInfo", "ModelRegistry", "default_registry", "estimate_cost"]
+
+ENCODING_NAMES = frozenset({"cl100k_base", "o200k_base"})
+"""The tiktoken encodings oscar counts with (those :mod:`oscar_langchain.tokens` ships)."""
 
 _MISSING: Any = object()
 _FIELDS = (
@@ -90,8 +97,25 @@ class ModelInfo:
                 raise ConfigurationError(attr, f"must be a number >= 0, got {value!r}")
         if not 0.0 <= float(self.quality) <= 1.0:
             raise ConfigurationError("quality", f"must be within [0, 1], got {self.quality!r}")
-        object.__setattr__(self, "capabilities", frozenset(self.capabilities))
-        object.__setattr__(self, "aliases", tuple(self.aliases))
+        if not isinstance(self.provider, str) or not self.provider:
+            raise ConfigurationError(
+                "provider", f"must be a non-empty string, got {self.provider!r}"
+            )
+        if self.encoding not in ENCODING_NAMES:
+            raise ConfigurationError(
+                "encoding", f"must be one of {sorted(ENCODING_NAMES)}, got {self.encoding!r}"
+            )
+        if not isinstance(self.encoding_exact, bool):
+            raise ConfigurationError(
+                "encoding_exact", f"must be a bool, got {self.encoding_exact!r}"
+            )
+        aliases = _names("aliases", self.aliases)
+        if self.name in aliases or len(set(aliases)) != len(aliases):
+            raise ConfigurationError("aliases", f"repeat a name: {list(aliases)} of {self.name!r}")
+        object.__setattr__(
+            self, "capabilities", frozenset(_names("capabilities", self.capabilities))
+        )
+        object.__setattr__(self, "aliases", aliases)
 
     def cost(self, input_tokens: int, output_tokens: int) -> float:
         """USD cost of a call with these token counts."""
@@ -107,10 +131,18 @@ class ModelInfo:
             raise ConfigurationError("model entry", f"unknown keys {sorted(unknown)}")
         if "name" not in data:
             raise ConfigurationError("name", "missing from model entry")
-        values = dict(data)
-        values["capabilities"] = frozenset(values.get("capabilities", ()))
-        values["aliases"] = tuple(values.get("aliases", ()))
-        return cls(**values)
+        return cls(**data)
+
+
+def _names(attr: str, value: Any) -> tuple[str, ...]:
+    """``value`` as a tuple of non-empty strings; a lone string is an error, not its letters."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise ConfigurationError(attr, f"must be a list of strings, got {value!r}")
+    names = tuple(value)
+    bad = [v for v in names if not isinstance(v, str) or not v]
+    if bad:
+        raise ConfigurationError(attr, f"must hold non-empty strings, got {bad!r}")
+    return names
 
 
 def _check_tokens(name: str, value: int) -> None:
@@ -140,12 +172,25 @@ class ModelRegistry:
         return registry
 
     def register(self, info: ModelInfo, *, override: bool = True) -> None:
-        """Add or replace a model; with ``override=False`` an existing name is an error."""
+        """Add or replace a model; with ``override=False`` an existing name is an error.
+
+        Raises:
+            ConfigurationError: also when the name or an alias is already another
+                model's name or alias (one would shadow the other).
+        """
         if not isinstance(info, ModelInfo):
             raise ConfigurationError("info", f"must be a ModelInfo, got {type(info).__name__}")
         with self._lock:
             if not override and info.name in self._models:
                 raise ConfigurationError("name", f"model {info.name!r} is already registered")
+            for key in (info.name, *info.aliases):
+                owner = self._index.get(key)
+                if owner is not None and owner.name != info.name:
+                    kind = "the name" if key == owner.name else "an alias"
+                    raise ConfigurationError(
+                        "name" if key == info.name else "aliases",
+                        f"{key!r} (of model {info.name!r}) is {kind} of model {owner.name!r}",
+                    )
             old = self._models.get(info.name)
             if old is not None:
                 for key in (old.name, *old.aliases):

@@ -5,16 +5,20 @@ raw float32 vector bytes, timestamps, use count) with a native ``PEXPIRE`` when 
 entry has a TTL; ``{prefix}:order`` is a sorted set of keys scored by the eviction
 policy (:meth:`~oscar_langchain.cache.eviction.LFU.score` of the entry's uses and of
 ``{prefix}:uses``, a global use counter, so recency does not depend on the clocks of
-several machines); with a ``max_size``, ``{prefix}:expiry`` scores keys by expiry time;
-two Lua scripts count a use and evict (expired keys first, then the lowest-scored, never
-the one just written), atomically even with several writers; ``{prefix}:log`` is a
-stream of the keys that carry vectors, in write order, so each process can mirror the others'
-vectors in its own index. Sync calls use ``redis.Redis``, async calls
-``redis.asyncio.Redis``: no threads. The log is a Redis stream capped at twice
-``max_size`` (or a million entries); a process that falls further behind than the cap
-misses some neighbours, never returns a wrong one. Every Redis or socket failure becomes a
-:class:`~oscar_langchain.errors.CacheError` (the engine serves a miss); the client
-reconnects on the next call once the server is back.
+several machines); ``{prefix}:expiry`` scores the keys of entries with a TTL by expiry
+time; Lua scripts count a use, evict (expired keys first, then the lowest-scored, never
+the one just written) and forget the keys whose hash Redis has expired (on a read that
+finds the hash gone, and from the earliest expiry on, on every write and ``size()``),
+atomically even with several writers, so the sets never keep dead keys for long;
+``{prefix}:log`` is a stream of the keys that carry vectors, in write order, so each
+process can mirror the others' vectors in its own index. Sync calls use
+``redis.Redis``, async calls ``redis.asyncio.Redis``, one client per event loop, closed
+when its loop shuts down (``asyncio.run`` and ``asyncio.Runner`` do that) or by
+:meth:`RedisBackend.aclose` / :meth:`RedisBackend.close`: no threads. The log is a
+Redis stream capped at twice ``max_size`` (or a million entries); a process that falls
+further behind than the cap misses some neighbours, never returns a wrong one. Every
+Redis or socket failure becomes a :class:`~oscar_langchain.errors.CacheError` (the engine
+serves a miss); the client reconnects on the next call once the server is back.
 
 Requires the ``redis`` extra: ``pip install oscar-langchain[redis]``.
 
@@ -24,8 +28,10 @@ Example:
 
 from __future__ import annotations
 
-import weakref
-from collections.abc import Mapping
+import asyncio
+import contextlib
+import threading
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
 from oscar_langchain.cache.backends import CacheBackend, Change, Record, _check_max_size
@@ -77,6 +83,41 @@ for _, member in ipairs(redis.call('ZRANGE', KEYS[1], 0, left)) do
 end
 return victims
 """
+
+# KEYS: order set, expiry set. ARGV: entry-name prefix, most keys to forget. Walks the
+# expiry set from the earliest expiry and forgets each key whose hash Redis has already
+# expired, stopping at the first live one (native expiry follows the same order).
+_PRUNE = """
+local forgotten = 0
+while forgotten < tonumber(ARGV[2]) do
+  local first = redis.call('ZRANGE', KEYS[2], 0, 0)
+  if #first == 0 or redis.call('EXISTS', ARGV[1] .. first[1]) == 1 then break end
+  redis.call('ZREM', KEYS[1], first[1])
+  redis.call('ZREM', KEYS[2], first[1])
+  forgotten = forgotten + 1
+end
+return forgotten
+"""
+
+# KEYS: entry hash, order set, expiry set. ARGV: key. A read found the hash gone (Redis
+# expired it): forget the key unless a writer has stored it again meanwhile.
+_FORGET = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('ZREM', KEYS[3], ARGV[1])
+return 1
+"""
+_PRUNE_PER_WRITE = 4
+_PRUNE_BATCH = 1000
+
+
+async def _close_at_shutdown(client: Any, forget: Any) -> AsyncGenerator[None, None]:
+    """Suspended until its loop's ``shutdown_asyncgens``, then closes ``client``."""
+    try:
+        yield
+    finally:
+        forget()
+        await client.aclose()
 
 
 def _import_redis() -> Any:
@@ -152,7 +193,9 @@ class RedisBackend(CacheBackend):
         options["retry"] = AsyncRetry(NoBackoff(), 0)
         self._options = options
         self._log_cap = 2 * max_size if max_size is not None else _LOG_CAP
-        self._aclients: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+        # loop -> (client, the suspended generator that closes it at loop shutdown)
+        self._aclients: dict[asyncio.AbstractEventLoop, tuple[Any, Any]] = {}
+        self._aclients_lock = threading.Lock()
 
     @property
     def shared(self) -> bool:
@@ -160,15 +203,35 @@ class RedisBackend(CacheBackend):
         return True
 
     def _aclient(self) -> Any:
-        import asyncio
+        """This loop's client; made on first use and closed when the loop shuts down.
 
+        An asyncio client is bound to its loop and holds it, so a client per loop is kept
+        until the loop's ``shutdown_asyncgens`` (run by ``asyncio.run`` and
+        ``asyncio.Runner`` before closing it) finalises a suspended async generator
+        that closes the client. Clients of loops closed without that are dropped here.
+        """
         import redis.asyncio
 
-        loop = asyncio.get_running_loop()  # an asyncio client is bound to its loop
-        client = self._aclients.get(loop)
-        if client is None:
-            client = self._aclients[loop] = redis.asyncio.Redis.from_url(self.url, **self._options)
+        loop = asyncio.get_running_loop()
+        with self._aclients_lock:
+            entry = self._aclients.get(loop)
+            if entry is not None:
+                return entry[0]
+            for dead in [other for other in self._aclients if other.is_closed()]:
+                del self._aclients[dead]
+            client = redis.asyncio.Redis.from_url(self.url, **self._options)
+            closer = _close_at_shutdown(client, lambda: self._forget_aclient(loop, client))
+            self._aclients[loop] = (client, closer)
+        step = closer.asend(None)  # runs to the yield; the loop now tracks the generator
+        with contextlib.suppress(StopIteration):
+            step.send(None)
         return client
+
+    def _forget_aclient(self, loop: asyncio.AbstractEventLoop, client: Any) -> None:
+        with self._aclients_lock:
+            entry = self._aclients.get(loop)
+            if entry is not None and entry[0] is client:
+                del self._aclients[loop]
 
     def _k(self, key: str) -> str:
         return f"{self.prefix}:e:{key}"
@@ -184,6 +247,12 @@ class RedisBackend(CacheBackend):
     def _touch_args(self, key: str, write: bool) -> tuple[Any, ...]:
         return (_TOUCH, 3, self._k(key), self._order, f"{self.prefix}:uses", key,
                 "1" if write else "0", self.eviction.use_weight, MAX_COUNTED_USES)  # fmt: skip
+
+    def _prune_args(self, limit: int) -> tuple[Any, ...]:
+        return (_PRUNE, 2, self._order, self._expiry, self._k(""), limit)
+
+    def _forget_args(self, key: str) -> tuple[Any, ...]:
+        return (_FORGET, 3, self._k(key), self._order, self._expiry, key)
 
     @property
     def _log(self) -> str:
@@ -212,11 +281,12 @@ class RedisBackend(CacheBackend):
         pipe.hset(name, mapping=self._mapping(record))
         if record.expires_at is not None:
             pipe.pexpire(name, max(1, int((record.expires_at - now) * 1000)))
-        if self.max_size is not None and record.expires_at is not None:
+        if record.expires_at is not None:
             pipe.zadd(self._expiry, {record.key: record.expires_at})
-        elif self.max_size is not None:
+        else:
             pipe.zrem(self._expiry, record.key)
         pipe.eval(*self._touch_args(record.key, write=True))
+        pipe.eval(*self._prune_args(_PRUNE_PER_WRITE))
         if record.vector is not None:
             pipe.xadd(self._log, {"k": record.key}, maxlen=self._log_cap, approximate=True)
         if self.max_size is not None:
@@ -233,6 +303,7 @@ class RedisBackend(CacheBackend):
         try:
             fields = self._client.hgetall(self._k(key))
             if not fields:
+                self._client.eval(*self._forget_args(key))
                 return None
             record = _record(key, fields)
             if record.expired(now):
@@ -276,8 +347,10 @@ class RedisBackend(CacheBackend):
             raise self._fail(exc) from exc
 
     def size(self) -> int:
-        """Entries in the order set (an expired entry counts until touched or evicted)."""
+        """Entries in the order set, after forgetting those Redis has expired."""
         try:
+            while self._client.eval(*self._prune_args(_PRUNE_BATCH)) == _PRUNE_BATCH:
+                pass
             return int(self._client.zcard(self._order))
         except self._errors as exc:
             raise self._fail(exc) from exc
@@ -312,6 +385,7 @@ class RedisBackend(CacheBackend):
         try:
             fields = await client.hgetall(self._k(key))
             if not fields:
+                await client.eval(*self._forget_args(key))
                 return None
             record = _record(key, fields)
             if record.expired(now):
@@ -335,5 +409,26 @@ class RedisBackend(CacheBackend):
             raise self._fail(exc) from exc
 
     def close(self) -> None:
-        """Close the sync client (async clients close with their event loop)."""
+        """Close the sync client and the async clients of running loops.
+
+        An async client closes on its own loop: that of a loop running (in this thread
+        or another) is scheduled there; that of a loop not running now closes when the
+        loop next runs or shuts down. Inside a coroutine, :meth:`aclose` also waits
+        for the running loop's client to close.
+        """
         self._client.close()
+        with self._aclients_lock:
+            entries = list(self._aclients.items())
+            self._aclients.clear()  # dropping a closer makes its loop close the client
+        for loop, (client, _closer) in entries:
+            if loop.is_running():
+                asyncio.run_coroutine_threadsafe(client.aclose(), loop)
+
+    async def aclose(self) -> None:
+        """Close every client, awaiting the running loop's async client."""
+        loop = asyncio.get_running_loop()
+        with self._aclients_lock:
+            mine = self._aclients.pop(loop, None)
+        self.close()
+        if mine is not None:
+            await mine[0].aclose()

@@ -119,6 +119,11 @@ class BM25Index:
             return [d for i, d in enumerate(self._ids) if live[i]]
 
     @property
+    def version(self) -> int:
+        """A counter bumped by every change to the documents (add, delete, compact)."""
+        return self._version
+
+    @property
     def vocabulary_size(self) -> int:
         """Number of distinct terms ever indexed."""
         return len(self._terms)

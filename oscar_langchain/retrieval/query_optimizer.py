@@ -12,7 +12,9 @@ retriever with ``|``. Three steps:
    short keyword queries, while long questions are already specific (on the
    chunking_eval questions, expanding them lowers BM25's recall).
 3. **Learn** (bounded :class:`QueryHistory`, ``max_history`` entries, LRU): a
-   query's rewrite is remembered, and :meth:`QueryOptimizer.feedback` records a
+   query's rewrite is remembered with the version of the BM25 index it was computed
+   from (recomputed, keeping the rewards, once documents were added or deleted), and
+   :meth:`QueryOptimizer.feedback` records a
    reward in [0, 1] for what was served. Each query then gets the variant
    (expanded or plain) with the better smoothed mean reward, so an expansion that
    users (or the quality monitor) report as unhelpful is dropped for that query.
@@ -41,7 +43,7 @@ import re
 import threading
 import unicodedata
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -116,6 +118,7 @@ def rm3_expansion(
 @dataclass
 class _Entry:
     rewrite: str
+    state: Hashable = None  # what the rewrite was computed from
     served: str = "expanded"
     expanded_sum: float = 0.0
     expanded_n: int = 0
@@ -131,11 +134,17 @@ class _Entry:
 class QueryHistory:
     """A bounded, thread-safe LRU memory of rewrites and their rewards.
 
+    Each rewrite is stored with the ``state`` it was computed from (for the optimizer:
+    the BM25 index and its version); a lookup at another state misses, and remembering
+    a new rewrite for a known query keeps its rewards.
+
     Example:
         >>> h = QueryHistory(max_history=1)
         >>> h.remember("a", "a x"); h.remember("b", "b y")
-        >>> len(h), h.lookup("a")
-        (1, None)
+        'expanded'
+        'expanded'
+        >>> len(h), h.lookup("a"), h.lookup("b"), h.lookup("b", state=2)
+        (1, None, ('b y', 'expanded'), None)
     """
 
     def __init__(self, max_history: int = 10_000) -> None:
@@ -148,23 +157,32 @@ class QueryHistory:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def lookup(self, query: str) -> tuple[str, str] | None:
-        """``(rewrite, variant to serve)`` for a known query, else ``None``."""
+    def lookup(self, query: str, state: Hashable = None) -> tuple[str, str] | None:
+        """``(rewrite, variant to serve)`` for a query remembered at ``state``, else ``None``."""
         with self._lock:
             entry = self._entries.get(query)
-            if entry is None:
+            if entry is None or entry.state != state:
                 return None
             self._entries.move_to_end(query)
             entry.served = entry.choice()
             return entry.rewrite, entry.served
 
-    def remember(self, query: str, rewrite: str) -> None:
-        """Store ``query``'s rewrite, evicting the least recently used entry if full."""
+    def remember(self, query: str, rewrite: str, state: Hashable = None) -> str:
+        """Store ``query``'s rewrite computed at ``state``; return the variant to serve.
+
+        A known query keeps its rewards; the least recently used entry goes if full.
+        """
         with self._lock:
-            self._entries[query] = _Entry(rewrite)
+            entry = self._entries.get(query)
+            if entry is None:
+                entry = self._entries[query] = _Entry(rewrite, state)
+            else:
+                entry.rewrite, entry.state = rewrite, state
             self._entries.move_to_end(query)
             while len(self._entries) > self.max_history:
                 self._entries.popitem(last=False)
+            entry.served = entry.choice()
+            return entry.served
 
     def record(self, query: str, reward: float) -> bool:
         """Credit ``reward`` to the variant last served for ``query``; False if unknown."""
@@ -229,6 +247,13 @@ class QueryOptimizer(OscarRunnable[str, Any]):
             raise ValueError(f"reward must be in [0, 1], got {reward}")
         return self._history.record(normalise_query(query), reward)
 
+    def _index_state(self) -> Hashable:
+        """What an expansion depends on: the BM25 index and its version."""
+        if self.retriever is None or self.expansion_terms == 0:
+            return None
+        index = self.retriever.bm25
+        return id(index), index.version
+
     def _expand(self, query: str) -> str:
         if self.retriever is None or self.expansion_terms == 0:
             return query
@@ -249,11 +274,11 @@ class QueryOptimizer(OscarRunnable[str, Any]):
         if not isinstance(query, str):
             raise TypeError(f"QueryOptimizer takes a str, got {type(query).__name__}")
         plain = normalise_query(query)
-        known = self._history.lookup(plain)
+        state = self._index_state()  # read first: a change during expansion is seen next time
+        known = self._history.lookup(plain, state)
         if known is None:
             rewrite = self._expand(plain)
-            self._history.remember(plain, rewrite)
-            variant = "expanded"
+            variant = self._history.remember(plain, rewrite, state)
         else:
             rewrite, variant = known
         chosen = rewrite if variant == "expanded" else plain

@@ -178,11 +178,31 @@ class HybridRetriever(BaseRetriever):
     def __len__(self) -> int:
         return len(self._docs)
 
+    def _check_vectors(self, docs: list[Document], vectors: Sequence[Sequence[float]]) -> None:
+        """Raise before any index changes when the embeddings' output cannot be stored."""
+        name = type(self.embeddings).__name__
+        if len(vectors) != len(docs):
+            raise ValueError(
+                f"embeddings ({name}) returned {len(vectors)} vectors for {len(docs)} documents"
+            )
+        dims = sorted({len(v) for v in vectors})
+        expected = self._dense.dimension
+        if len(dims) > 1 or dims[0] == 0 or (expected is not None and dims[0] != expected):
+            held = "empty" if expected is None else f"of dimension {expected}"
+            raise ValueError(
+                f"embeddings ({name}) returned vectors of dimension "
+                f"{', '.join(map(str, dims))}; the dense index is {held}"
+            )
+
     def _commit(self, ids: list[str], docs: list[Document], vectors: list[list[float]]) -> None:
+        """Add to both indexes and the documents, or (on a bad vector batch) to none."""
         tokens = self.tokenizer.many(d.page_content for d in docs)
         with self._lock:
-            self._bm25.add(ids, tokens)
+            self._check_vectors(docs, vectors)
+            # The dense add validates before it mutates; BM25's only preconditions (as
+            # many token lists as ids, unique ids) hold by construction here.
             self._dense.add(ids, vectors)
+            self._bm25.add(ids, tokens)
             self._docs.update(zip(ids, docs, strict=True))
 
     def add_documents(
@@ -191,6 +211,12 @@ class HybridRetriever(BaseRetriever):
         """Index documents (an existing id is replaced) and return their ids.
 
         Ids come from ``ids``, else ``Document.id``, else a hash of content and metadata.
+        The add is all-or-nothing.
+
+        Raises:
+            ValueError: when the embeddings return a wrong number of vectors, vectors of
+                mixed dimensions or of a dimension other than the index's (nothing is
+                added then).
         """
         out_ids, docs = prepare_documents(documents, ids)
         if docs:

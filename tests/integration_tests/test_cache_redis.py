@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -148,3 +149,74 @@ def test_lfu_scores_in_redis_follow_the_policy(redis_server: RedisServer) -> Non
     assert client.zscore(f"{backend.prefix}:order", "a") == LFU().score(3, seq)
     assert client.hget(f"{backend.prefix}:e:a", "uses") == b"3"
     backend.clear()
+
+
+def _connections(server: RedisServer) -> int:
+    probe = RedisBackend(server.url, prefix=prefix())
+    try:
+        return len(probe._client.client_list()) - 1  # not counting the probe itself
+    finally:
+        probe.close()
+
+
+def test_async_clients_close_with_their_loops(own_redis_server: RedisServer) -> None:
+    backend = RedisBackend(own_redis_server.url, prefix=prefix())
+    engine = CacheEngine(backend)
+    backend.size()  # the sync client's connection
+    for _ in range(20):  # a script, a worker thread or a test: a new loop each time
+        asyncio.run(engine.alookup(CacheRequest("q")))
+    assert _connections(own_redis_server) == 1 and backend._aclients == {}
+
+    async def used_then_closed() -> int:
+        await engine.alookup(CacheRequest("q"))
+        during = _connections(own_redis_server)
+        await backend.aclose()
+        return during
+
+    assert asyncio.run(used_then_closed()) == 2
+    assert _connections(own_redis_server) == 0
+
+
+@pytest.mark.filterwarnings("ignore::ResourceWarning")  # the abandoned client's sockets
+def test_client_of_a_loop_closed_without_shutdown_is_dropped(redis_server: RedisServer) -> None:
+    backend = RedisBackend(redis_server.url, prefix=prefix())
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(backend.aget("k", now=0.0))
+    loop.close()  # no shutdown_asyncgens: the client could not be closed on its loop
+    asyncio.run(backend.aget("k", now=0.0))
+    assert loop not in backend._aclients
+    backend.close()
+
+
+def test_entries_redis_expired_leave_the_order_set(redis_server: RedisServer) -> None:
+    backend = RedisBackend(redis_server.url, prefix=prefix())  # TTL, no max_size
+    client, order = backend._client, f"{backend.prefix}:order"
+    now = time.time()
+    for i in range(30):
+        backend.put(Record(f"t{i}", '"v"', expires_at=now + 0.05), now=now)
+    for i in range(3):
+        backend.put(Record(f"p{i}", '"v"'), now=now)
+    assert backend.size() == 33
+    time.sleep(0.15)  # Redis's native PEXPIRE drops the 30 hashes
+    assert client.zcard(order) == 33  # nothing has noticed yet
+    assert backend.get("t0", now=time.time()) is None
+    assert asyncio.run(backend.aget("t1", now=time.time())) is None
+    assert client.zcard(order) == 31  # each read of a gone hash forgets its key
+    assert backend.size() == 3 and client.zcard(order) == 3  # size() forgets the rest
+    assert client.zcard(f"{backend.prefix}:expiry") == 0
+    backend.clear()
+    backend.close()
+
+
+def test_writes_forget_expired_keys_without_reads(redis_server: RedisServer) -> None:
+    backend = RedisBackend(redis_server.url, prefix=prefix())
+    order = f"{backend.prefix}:order"
+    now = time.time()
+    for i in range(40):
+        backend.put(Record(f"t{i}", '"v"', expires_at=now + 0.05), now=now)
+    time.sleep(0.15)
+    for i in range(10):  # each write forgets a few of the earliest expired keys
+        backend.put(Record(f"n{i}", '"v"', expires_at=time.time() + 60), now=time.time())
+    assert backend._client.zcard(order) == 10
+    backend.clear()
+    backend.close()

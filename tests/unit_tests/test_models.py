@@ -93,3 +93,46 @@ def test_default_registry_is_shared_and_thread_safe() -> None:
     for t in threads:
         t.join()
     assert all(r is seen[0] for r in seen)
+
+
+@pytest.mark.parametrize(
+    ("entry", "field"),
+    [
+        ({"capabilities": "tools"}, "capabilities"),  # not {'t', 'o', 'l', 's'}
+        ({"aliases": "my-llm-v1"}, "aliases"),  # not one-letter aliases
+        ({"capabilities": ["tools", 3]}, "capabilities"),
+        ({"aliases": ["v1", "v1"]}, "aliases"),
+        ({"aliases": ["my-llm"]}, "aliases"),
+        ({"encoding": "o200k"}, "encoding"),  # would fail only when counting tokens
+        ({"encoding_exact": "no"}, "encoding_exact"),
+        ({"provider": None}, "provider"),
+    ],
+)
+def test_malformed_entries_are_rejected_by_field(entry: dict[str, object], field: str) -> None:
+    reg = ModelRegistry()
+    with pytest.raises(ConfigurationError, match=f"^{field}: "):
+        reg.load_mapping({"models": [{"name": "my-llm", **entry}]})
+    assert "my-llm" not in reg
+
+
+def test_known_encodings_are_those_tokens_ships() -> None:
+    from oscar_langchain.models import ENCODING_NAMES
+    from oscar_langchain.tokens import ENCODINGS
+
+    assert set(ENCODINGS) == ENCODING_NAMES
+
+
+def test_names_and_aliases_never_shadow_another_model() -> None:
+    reg = ModelRegistry([ModelInfo("b-model", input_price=1.0), ModelInfo("c", aliases=("c1",))])
+    with pytest.raises(ConfigurationError, match=r"'b-model' .* is the name of model 'b-model'"):
+        reg.register(ModelInfo("a-model", aliases=("b-model",)))
+    with pytest.raises(ConfigurationError, match=r"^aliases: .* is an alias of model 'c'"):
+        reg.register(ModelInfo("a-model", aliases=("c1",)))
+    with pytest.raises(ConfigurationError, match=r"^name: 'c1' .* is an alias of model 'c'"):
+        reg.register(ModelInfo("c1"))
+    reg.register(ModelInfo("a-model"))
+    reg.register(ModelInfo("a-model", aliases=("a1",)))  # re-registering frees its own keys
+    assert reg.get("b-model").input_price == 1.0 and reg.names() == ["a-model", "b-model", "c"]
+    reg.register(ModelInfo("c", aliases=("c2",)))  # c1 is free once c drops it
+    reg.register(ModelInfo("c1"))
+    assert reg.get("c1").name == "c1" and reg.get("c2").name == "c"

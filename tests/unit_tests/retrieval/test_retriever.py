@@ -125,6 +125,51 @@ def test_bad_input(retriever: HybridRetriever) -> None:
     assert HybridRetriever(embeddings=BagOfWords()).invoke("anything") == []
 
 
+class Miscounting(BagOfWords):
+    """Embeddings that return one vector too few (a broken provider)."""
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return super().embed_documents(texts)[:-1]
+
+
+class Wider(BagOfWords):
+    """Embeddings of another dimension than the index's (the wrong model)."""
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return [[*v, 1.0] for v in super().embed_documents(texts)]
+
+
+@pytest.mark.parametrize(
+    ("embeddings", "match"), [(Miscounting(), "returned 1 vectors for 2"), (Wider(), "65")]
+)
+async def test_failed_add_changes_no_index(
+    retriever: HybridRetriever, embeddings: Embeddings, match: str, tmp_path: Path
+) -> None:
+    before = (sorted(retriever._docs), sorted(retriever.bm25.ids()), len(retriever._dense))
+    retriever.embeddings = embeddings
+    with pytest.raises(ValueError, match=match):
+        retriever.add_texts(["Fish swim in rivers.", "Owls hoot at night."])
+    with pytest.raises(ValueError, match=match):
+        await retriever.aadd_documents([Document("Fish swim."), Document("Owls hoot.")])
+    after = (sorted(retriever._docs), sorted(retriever.bm25.ids()), len(retriever._dense))
+    assert after == before
+    retriever.embeddings = BagOfWords()
+    retriever.save(tmp_path / "idx")
+    loaded = HybridRetriever.load(tmp_path / "idx", embeddings=BagOfWords())
+    assert len(loaded) == len(TEXTS)
+
+
+def test_mixed_dimensions_rejected_on_an_empty_index() -> None:
+    class Ragged(BagOfWords):
+        def embed_documents(self, texts: list[str]) -> list[list[float]]:
+            return [[1.0, 0.0], [1.0, 0.0, 0.0]]
+
+    retriever = HybridRetriever(embeddings=Ragged())
+    with pytest.raises(ValueError, match="dimension 2, 3; the dense index is empty"):
+        retriever.add_texts(["a b", "c d"])
+    assert len(retriever) == 0 and retriever.bm25.ids() == []
+
+
 def test_default_embeddings_are_offline() -> None:
     retriever = HybridRetriever.from_texts(TEXTS)
     assert type(retriever.embeddings).__name__ == "OfflineEmbeddings"
@@ -214,6 +259,34 @@ async def test_optimizer_async_and_feedback_learning(retriever: HybridRetriever)
         opt.feedback("wind", 2.0)
     with pytest.raises(TypeError):
         opt.optimize(123)  # type: ignore[arg-type]
+
+
+def test_optimizer_recomputes_rewrites_when_the_index_changes() -> None:
+    texts = ["solar panels convert sunlight", "solar inverter efficiency",
+             "wind turbines and blades", "hydro dams store water"]  # fmt: skip
+    r = HybridRetriever(embeddings=BagOfWords())
+    opt = QueryOptimizer(retriever=r, expansion_terms=2, feedback_docs=2)
+    assert opt.invoke("solar panels") == "solar panels"  # nothing indexed yet
+    ids = r.add_texts(texts)
+    fresh = QueryOptimizer(retriever=r, expansion_terms=2, feedback_docs=2)
+    assert opt.invoke("solar panels") == fresh.invoke("solar panels") != "solar panels"
+    r.delete([ids[0]])  # the document the expansion's terms came from
+    rewrite = opt.invoke("solar panels")
+    assert not {"convert", "sunlight"} & set(rewrite.split())
+    assert rewrite == QueryOptimizer(retriever=r, expansion_terms=2, feedback_docs=2).invoke(
+        "solar panels"
+    )
+
+
+def test_recomputed_rewrite_keeps_the_rewards(retriever: HybridRetriever) -> None:
+    opt = QueryOptimizer(retriever=retriever, expansion_terms=2)
+    assert opt.invoke("wind") != "wind"
+    assert opt.feedback("wind", 0.0)  # the expansion did not help
+    retriever.add_texts(["Wind farms stand offshore."])
+    assert opt.invoke("wind") == "wind"  # recomputed, still the plain variant
+    rec = Recorder()
+    opt.invoke("wind", {"callbacks": [rec]})
+    assert rec.events[-1]["oscar.query_optimizer.history_hit"] is True
 
 
 def test_history_is_bounded() -> None:
