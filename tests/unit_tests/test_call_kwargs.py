@@ -246,13 +246,19 @@ def test_callbacks_still_nest_with_kwargs(shell: str, mode: str) -> None:
     assert chat["parent"] == root["id"] and "outer" in chat["tags"]
 
 
-def test_shells_without_a_model_reject_kwargs_by_name() -> None:
+def _modelless() -> list[Runnable[Any, Any]]:
     from langchain_core.embeddings import DeterministicFakeEmbedding
 
+    from oscar_langchain.retrieval.query_optimizer import QueryOptimizer
     from oscar_langchain.splitter import SemanticTextSplitter
 
-    splitter = SemanticTextSplitter(embeddings=DeterministicFakeEmbedding(size=8))
-    with pytest.raises(TypeError, match="call-time keyword arguments: stop"):
-        splitter.invoke("One. Two.", stop=STOP)
-    with pytest.raises(TypeError, match="call-time keyword arguments: stop"):
-        asyncio.run(splitter.ainvoke("One. Two.", stop=STOP))
+    return [SemanticTextSplitter(embeddings=DeterministicFakeEmbedding(size=8)), QueryOptimizer()]
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("index", [0, 1], ids=["splitter", "query_optimizer"])
+def test_shells_without_a_model_reject_kwargs_by_name(index: int, mode: str) -> None:
+    runnable = _modelless()[index]
+    with pytest.raises(TypeError, match=f"{runnable.get_name()} takes no call-time .*: stop"):
+        _run(runnable, mode, stop=STOP)
+    assert _run(runnable, mode) is not None  # without kwargs: as before
