@@ -3,6 +3,8 @@
 Every wrapper in this package (failover, router, cache, ensemble...) derives from
 :class:`OscarRunnable` and implements only ``_invoke``/``_ainvoke`` (and optionally
 ``_stream``/``_astream``). This base opens the run with LangChain's run manager,
+hands the hooks the call-time keyword arguments (``invoke(x, stop=[...])``,
+``bind(stop=[...])``) as ``Runnable._call_with_config`` hands them to its function,
 and :func:`child_config` gives the wrapped runnables a config whose callbacks are
 the run's children, so ``parent_run_id`` nests correctly for invoke, ainvoke, batch
 and stream alike (langchain-core's own ``fallbacks.py`` repeats this dance six times).
@@ -12,9 +14,9 @@ the current run; oscar's tracer turns them into span attributes.
 
 Example:
     >>> class AddOne(OscarRunnable[int, int]):
-    ...     def _invoke(self, input, run_manager, config):
+    ...     def _invoke(self, input, run_manager, config, **kwargs):
     ...         return input + 1
-    ...     async def _ainvoke(self, input, run_manager, config):
+    ...     async def _ainvoke(self, input, run_manager, config, **kwargs):
     ...         return input + 1
     >>> AddOne().invoke(1), AddOne().batch([1, 2]), list(AddOne().stream(5))
     (2, [2, 3], [6])
@@ -33,7 +35,7 @@ from langchain_core.callbacks import (
     CallbackManager,
     CallbackManagerForChainRun,
 )
-from langchain_core.runnables import RunnableConfig, RunnableSerializable
+from langchain_core.runnables import Runnable, RunnableConfig, RunnableSerializable
 from langchain_core.runnables.config import (
     _set_config_context,
     ensure_config,
@@ -51,6 +53,7 @@ __all__ = [
     "annotate_run",
     "child_config",
     "child_manager",
+    "reject_call_kwargs",
 ]
 
 Input = TypeVar("Input")
@@ -211,12 +214,29 @@ async def aannotate_run(
     )
 
 
+def reject_call_kwargs(runnable: Runnable[Any, Any], kwargs: Mapping[str, Any]) -> None:
+    """Raise ``TypeError`` naming ``kwargs`` when a shell has nothing to pass them to.
+
+    For shells that wrap no model (a splitter, a query rewriter): a call-time
+    ``stop=[...]`` there is a caller's mistake, reported as Python reports it.
+    """
+    if kwargs:
+        names = ", ".join(sorted(kwargs))
+        raise TypeError(f"{runnable.get_name()} takes no call-time keyword arguments: {names}")
+
+
 class OscarRunnable(RunnableSerializable[Input, Output], Generic[Input, Output]):
     """Base of oscar's Runnable shells: subclasses implement the ``_``-methods only.
 
     ``batch``/``abatch`` come from LangChain (each input is one ``invoke`` run with
     its own run id). Streaming defaults to one chunk holding the ``_invoke`` result;
     subclasses that can stream override ``_stream``/``_astream``.
+
+    Call-time keyword arguments (``invoke(x, config, stop=[...])``, the same through
+    ``ainvoke``, ``batch``, ``abatch``, ``stream``, ``astream`` and ``.bind(stop=[...])``)
+    reach every hook as ``**kwargs``: a shell wrapping models passes them on to each
+    model it calls (as a chat model would take them), a shell with nothing to pass
+    them to raises with :func:`reject_call_kwargs`.
 
     A subclass whose ``_invoke``/``_ainvoke`` pass every inner runnable a config made
     by :func:`child_config` (never ``config`` itself, and no call without a config)
@@ -230,7 +250,11 @@ class OscarRunnable(RunnableSerializable[Input, Output], Generic[Input, Output])
     _explicit_child_configs: ClassVar[bool] = False
 
     def _invoke(
-        self, input: Input, run_manager: CallbackManagerForChainRun, config: RunnableConfig
+        self,
+        input: Input,
+        run_manager: CallbackManagerForChainRun,
+        config: RunnableConfig,
+        **kwargs: Any,
     ) -> Output:
         raise NotImplementedError
 
@@ -239,27 +263,33 @@ class OscarRunnable(RunnableSerializable[Input, Output], Generic[Input, Output])
         input: Input,
         run_manager: AsyncCallbackManagerForChainRun,
         config: RunnableConfig,
+        **kwargs: Any,
     ) -> Output:
         raise NotImplementedError
 
     def _stream(
-        self, input: Input, run_manager: CallbackManagerForChainRun, config: RunnableConfig
+        self,
+        input: Input,
+        run_manager: CallbackManagerForChainRun,
+        config: RunnableConfig,
+        **kwargs: Any,
     ) -> Iterator[Output]:
-        yield self._invoke(input, run_manager, config)
+        yield self._invoke(input, run_manager, config, **kwargs)
 
     async def _astream(
         self,
         input: Input,
         run_manager: AsyncCallbackManagerForChainRun,
         config: RunnableConfig,
+        **kwargs: Any,
     ) -> AsyncIterator[Output]:
-        yield await self._ainvoke(input, run_manager, config)
+        yield await self._ainvoke(input, run_manager, config, **kwargs)
 
     # invoke/ainvoke open the run exactly as Runnable._call_with_config does, but call our
     # method directly: _call_with_config inspects the callee's signature twice per call,
     # and set_config_context costs a generator and two context resets per call.
     def invoke(self, input: Input, config: RunnableConfig | None = None, **kwargs: Any) -> Output:
-        """Run on one input (LangChain ``Runnable.invoke``)."""
+        """Run on one input (LangChain ``Runnable.invoke``); ``kwargs`` reach ``_invoke``."""
         config = ensure_config(config)
         run_manager = get_callback_manager_for_config(config).on_chain_start(
             None,
@@ -284,7 +314,7 @@ class OscarRunnable(RunnableSerializable[Input, Output], Generic[Input, Output])
     async def ainvoke(
         self, input: Input, config: RunnableConfig | None = None, **kwargs: Any
     ) -> Output:
-        """Run on one input asynchronously (LangChain ``Runnable.ainvoke``)."""
+        """Run on one input asynchronously; ``kwargs`` reach ``_ainvoke``."""
         config = ensure_config(config)
         run_manager = await get_async_callback_manager_for_config(config).on_chain_start(
             None,
@@ -311,25 +341,29 @@ class OscarRunnable(RunnableSerializable[Input, Output], Generic[Input, Output])
         inputs: Iterator[Input],
         run_manager: CallbackManagerForChainRun,
         config: RunnableConfig,
+        **kwargs: Any,
     ) -> Iterator[Output]:
         for item in inputs:
-            yield from self._stream(item, run_manager, config)
+            yield from self._stream(item, run_manager, config, **kwargs)
 
     async def _atransform(
         self,
         inputs: AsyncIterator[Input],
         run_manager: AsyncCallbackManagerForChainRun,
         config: RunnableConfig,
+        **kwargs: Any,
     ) -> AsyncIterator[Output]:
         async for item in inputs:
-            async with aclosing_stream(self._astream(item, run_manager, config)) as chunks:
+            async with aclosing_stream(
+                self._astream(item, run_manager, config, **kwargs)
+            ) as chunks:
                 async for chunk in chunks:
                     yield chunk
 
     def stream(
         self, input: Input, config: RunnableConfig | None = None, **kwargs: Any | None
     ) -> Iterator[Output]:
-        """Stream the output (LangChain ``Runnable.stream``)."""
+        """Stream the output (LangChain ``Runnable.stream``); ``kwargs`` reach ``_stream``."""
         yield from self._transform_stream_with_config(
             iter([input]), self._transform, config, **kwargs
         )
@@ -337,7 +371,7 @@ class OscarRunnable(RunnableSerializable[Input, Output], Generic[Input, Output])
     async def astream(
         self, input: Input, config: RunnableConfig | None = None, **kwargs: Any | None
     ) -> AsyncIterator[Output]:
-        """Stream the output asynchronously (LangChain ``Runnable.astream``)."""
+        """Stream the output asynchronously; ``kwargs`` reach ``_astream``."""
 
         async def one() -> AsyncIterator[Input]:
             yield input

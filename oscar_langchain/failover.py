@@ -14,7 +14,9 @@ each attempt, and each chunk's wait in a stream, sync and async alike.
 Every attempt is a child run tagged ``oscar.candidate:<name>`` with metadata
 ``oscar.candidate`` and ``oscar.attempt``; the run is annotated with ``oscar.route``
 and ``oscar.breaker.state``; a message output carries ``oscar.route``,
-``oscar.candidate`` and ``oscar.attempts`` in ``response_metadata``.
+``oscar.candidate`` and ``oscar.attempts`` in ``response_metadata``. Call-time
+keyword arguments (``invoke(x, stop=[...])``, ``.bind(stop=[...])``) are passed to
+every candidate tried, on every path.
 
 Streaming: failures before the first chunk fail over transparently. After it,
 ``stream_policy`` decides: ``"raise"`` raises :class:`FailoverError`; ``"continue"``
@@ -299,15 +301,16 @@ class FailoverRunnable(OscarRunnable[Any, Any]):
         input: Any,
         run_manager: CallbackManagerForChainRun,
         config: RunnableConfig,
+        kwargs: dict[str, Any],
         attempt: Attempt,
     ) -> Any:
         candidate = self.candidates[attempt.index]
         child = self._config(config, run_manager, attempt)
         if self.attempt_timeout is None:
-            return candidate.invoke(input, child)
+            return candidate.invoke(input, child, **kwargs)
         pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="oscar-failover")
         context = contextvars.copy_context()
-        future = pool.submit(context.run, candidate.invoke, input, child)
+        future = pool.submit(context.run, partial(candidate.invoke, input, child, **kwargs))
         try:
             return future.result(timeout=self.attempt_timeout)
         except concurrent.futures.TimeoutError:
@@ -321,10 +324,11 @@ class FailoverRunnable(OscarRunnable[Any, Any]):
         input: Any,
         run_manager: AsyncCallbackManagerForChainRun,
         config: RunnableConfig,
+        kwargs: dict[str, Any],
         attempt: Attempt,
     ) -> Any:
         call = self.candidates[attempt.index].ainvoke(
-            input, self._config(config, run_manager, attempt)
+            input, self._config(config, run_manager, attempt), **kwargs
         )
         return await self._within(call, attempt)
 
@@ -338,21 +342,29 @@ class FailoverRunnable(OscarRunnable[Any, Any]):
             raise self._timeout_error(attempt) from None
 
     def _invoke(
-        self, input: Any, run_manager: CallbackManagerForChainRun, config: RunnableConfig
+        self,
+        input: Any,
+        run_manager: CallbackManagerForChainRun,
+        config: RunnableConfig,
+        **kwargs: Any,
     ) -> Any:
         plan = self._plan()
-        answer = run_plan(plan, partial(self._call, input, run_manager, config), self.sleep)
+        answer = run_plan(plan, partial(self._call, input, run_manager, config, kwargs), self.sleep)
         output, attributes = self._finish(answer, plan, run_manager)
         if attributes is not None:
             annotate_run(run_manager, attributes)
         return output
 
     async def _ainvoke(
-        self, input: Any, run_manager: AsyncCallbackManagerForChainRun, config: RunnableConfig
+        self,
+        input: Any,
+        run_manager: AsyncCallbackManagerForChainRun,
+        config: RunnableConfig,
+        **kwargs: Any,
     ) -> Any:
         plan = self._plan()
         answer = await arun_plan(
-            plan, partial(self._acall, input, run_manager, config), self.asleep
+            plan, partial(self._acall, input, run_manager, config, kwargs), self.asleep
         )
         output, attributes = self._finish(answer, plan, run_manager)
         if attributes is not None:
@@ -376,15 +388,23 @@ class FailoverRunnable(OscarRunnable[Any, Any]):
         return self._continuation(input, partial)
 
     def _stream(
-        self, input: Any, run_manager: CallbackManagerForChainRun, config: RunnableConfig
+        self,
+        input: Any,
+        run_manager: CallbackManagerForChainRun,
+        config: RunnableConfig,
+        **kwargs: Any,
     ) -> Iterator[Any]:
-        yield from stream_with_failover(self, input, run_manager, config)
+        yield from stream_with_failover(self, input, run_manager, config, kwargs)
 
     async def _astream(
-        self, input: Any, run_manager: AsyncCallbackManagerForChainRun, config: RunnableConfig
+        self,
+        input: Any,
+        run_manager: AsyncCallbackManagerForChainRun,
+        config: RunnableConfig,
+        **kwargs: Any,
     ) -> AsyncIterator[Any]:
         async with aclosing_stream(
-            astream_with_failover(self, input, run_manager, config)
+            astream_with_failover(self, input, run_manager, config, kwargs)
         ) as chunks:
             async for chunk in chunks:
                 yield chunk

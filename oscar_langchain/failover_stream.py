@@ -16,6 +16,9 @@ even when closing raises.
 stream under a timeout is read by a worker thread (:class:`TimedChunks`), so a hung
 backend cannot block the consumer past the timeout.
 
+Call-time keyword arguments (``stream(x, stop=[...])``) go to every candidate's
+stream, a continuation's included.
+
 When the chunks are message chunks, one last empty ``AIMessageChunk`` carries the
 route in ``response_metadata``, so the merged message has it like ``invoke``'s.
 """
@@ -138,10 +141,11 @@ def _merge(partial: Any, chunk: Any) -> Any:
 class _StreamRun:
     """The decisions of one streamed request, shared by the sync and async loops."""
 
-    def __init__(self, runnable: FailoverRunnable, input: Any) -> None:
+    def __init__(self, runnable: FailoverRunnable, input: Any, kwargs: dict[str, Any]) -> None:
         self.runnable = runnable
         self.plan: FailoverPlan = runnable._plan()
         self.input = input
+        self.kwargs = kwargs  # call-time arguments (stop=...), sent to every candidate
         self.current = input  # what the next candidate is sent (a continuation after a cut)
         self.partial: Any = None
 
@@ -179,15 +183,15 @@ def _open(
     runnable = run.runnable
     candidate = runnable.candidates[attempt.index]
     child = runnable._config(config, run_manager, attempt)
-    current = run.current
+    current, kwargs = run.current, run.kwargs
     stream: object
     if runnable.attempt_timeout is None:
-        iterator = iter(candidate.stream(current, child))
+        iterator = iter(candidate.stream(current, child, **kwargs))
         step: Callable[[], Any] = lambda: next(iterator, _END)  # noqa: E731
         stream = iterator
     else:
         timed = TimedChunks(
-            lambda: candidate.stream(current, child),
+            lambda: candidate.stream(current, child, **kwargs),
             runnable.attempt_timeout,
             lambda: runnable._timeout_error(attempt),
         )
@@ -204,9 +208,10 @@ def stream_with_failover(
     input: Any,
     run_manager: CallbackManagerForChainRun,
     config: RunnableConfig,
+    kwargs: dict[str, Any],
 ) -> Iterator[Any]:
     """The sync stream of ``runnable`` (see the module docstring)."""
-    run = _StreamRun(runnable, input)
+    run = _StreamRun(runnable, input, kwargs)
     while True:
         answer = run_plan(
             run.plan, lambda a: _open(run, run_manager, config, a), runnable.sleep, hold=True
@@ -240,7 +245,8 @@ async def _aopen(
 ) -> tuple[Any, AsyncIterator[Any]]:
     runnable = run.runnable
     child = runnable._config(config, run_manager, attempt)
-    iterator = runnable.candidates[attempt.index].astream(run.current, child).__aiter__()
+    candidate = runnable.candidates[attempt.index]
+    iterator = candidate.astream(run.current, child, **run.kwargs).__aiter__()
     try:
         return await runnable._within(anext(iterator, _END), attempt), iterator
     except BaseException:  # failed, timed out or cancelled before the first chunk
@@ -253,9 +259,10 @@ async def astream_with_failover(
     input: Any,
     run_manager: AsyncCallbackManagerForChainRun,
     config: RunnableConfig,
+    kwargs: dict[str, Any],
 ) -> AsyncIterator[Any]:
     """The async stream of ``runnable``; ``attempt_timeout`` bounds each chunk's wait."""
-    run = _StreamRun(runnable, input)
+    run = _StreamRun(runnable, input, kwargs)
     while True:
         answer = await arun_plan(
             run.plan, lambda a: _aopen(run, run_manager, config, a), runnable.asleep, hold=True

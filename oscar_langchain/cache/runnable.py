@@ -1,7 +1,9 @@
 """``CachedRunnable``: exact or semantic caching in front of any Runnable.
 
 Hits are answered from the cache; misses call the wrapped runnable (with the child
-config, so its run nests under the cache's run) and are stored. Streams replay the
+config, so its run nests under the cache's run) and are stored. Call-time keyword
+arguments (``invoke(x, stop=[...])``, ``.bind(stop=[...])``) are passed on to the
+wrapped runnable and are part of the key. Streams replay the
 cached chunks on a hit and, on a miss, stream through and store the assembled result.
 Concurrent identical misses make one upstream call (single-flight, sync and async).
 Each run is annotated with ``oscar.cache.hit``, ``oscar.cache.semantic``,
@@ -19,7 +21,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
 from langchain_core.callbacks import (
@@ -90,10 +92,13 @@ class CachedRunnable(OscarRunnable[Any, Any]):
 
     # -- pure-ish helpers shared by every path ------------------------------------------
 
-    def _request(self, input: Any) -> CacheRequest:
+    def _request(self, input: Any, call_kwargs: Mapping[str, Any] | None = None) -> CacheRequest:
+        """The request's key material; ``call_kwargs`` (``stop=...``) join the params."""
         if self._identity is None:
             self._identity = model_identity(self.runnable)
         model, params = self._identity
+        if call_kwargs:
+            params = {**params, **call_kwargs}
         return request_from_input(input, self.model_id or model, params, self.namespace)
 
     def _single_flight(self, request: CacheRequest) -> bool:
@@ -142,12 +147,13 @@ class CachedRunnable(OscarRunnable[Any, Any]):
         request: CacheRequest,
         run_manager: CallbackManagerForChainRun,
         config: RunnableConfig,
+        kwargs: Mapping[str, Any],
     ) -> tuple[Any, Lookup, bool]:
         lookup = self.cache.lookup(request)
         ok, value, _ = self._decode_hit(lookup)
         if ok:
             return value, lookup, True
-        value = self.runnable.invoke(input, child_config(config, run_manager))
+        value = self.runnable.invoke(input, child_config(config, run_manager), **kwargs)
         payload = self._payload(value, None, lookup)
         if payload is not None:
             self.cache.store(request, payload, lookup)
@@ -159,24 +165,29 @@ class CachedRunnable(OscarRunnable[Any, Any]):
         request: CacheRequest,
         run_manager: AsyncCallbackManagerForChainRun,
         config: RunnableConfig,
+        kwargs: Mapping[str, Any],
     ) -> tuple[Any, Lookup, bool]:
         lookup = await self.cache.alookup(request)
         ok, value, _ = self._decode_hit(lookup)
         if ok:
             return value, lookup, True
-        value = await self.runnable.ainvoke(input, child_config(config, run_manager))
+        value = await self.runnable.ainvoke(input, child_config(config, run_manager), **kwargs)
         payload = self._payload(value, None, lookup)
         if payload is not None:
             await self.cache.astore(request, payload, lookup)
         return value, lookup, False
 
     def _invoke(
-        self, input: Any, run_manager: CallbackManagerForChainRun, config: RunnableConfig
+        self,
+        input: Any,
+        run_manager: CallbackManagerForChainRun,
+        config: RunnableConfig,
+        **kwargs: Any,
     ) -> Any:
-        request = self._request(input)
+        request = self._request(input, call_kwargs=kwargs)
 
         def call() -> tuple[Any, Lookup, bool]:
-            return self._lookup_or_call(input, request, run_manager, config)
+            return self._lookup_or_call(input, request, run_manager, config, kwargs)
 
         if self._single_flight(request):
             (value, lookup, hit), shared = self._flight.do(request.exact_key(), call)
@@ -186,12 +197,16 @@ class CachedRunnable(OscarRunnable[Any, Any]):
         return value
 
     async def _ainvoke(
-        self, input: Any, run_manager: AsyncCallbackManagerForChainRun, config: RunnableConfig
+        self,
+        input: Any,
+        run_manager: AsyncCallbackManagerForChainRun,
+        config: RunnableConfig,
+        **kwargs: Any,
     ) -> Any:
-        request = self._request(input)
+        request = self._request(input, call_kwargs=kwargs)
 
         async def call() -> tuple[Any, Lookup, bool]:
-            return await self._alookup_or_call(input, request, run_manager, config)
+            return await self._alookup_or_call(input, request, run_manager, config, kwargs)
 
         if self._single_flight(request):
             (value, lookup, hit), shared = await self._flight.ado(request.exact_key(), call)
@@ -203,9 +218,13 @@ class CachedRunnable(OscarRunnable[Any, Any]):
     # -- stream / astream ---------------------------------------------------------------
 
     def _stream(
-        self, input: Any, run_manager: CallbackManagerForChainRun, config: RunnableConfig
+        self,
+        input: Any,
+        run_manager: CallbackManagerForChainRun,
+        config: RunnableConfig,
+        **kwargs: Any,
     ) -> Iterator[Any]:
-        request = self._request(input)
+        request = self._request(input, call_kwargs=kwargs)
         lookup = self.cache.lookup(request)
         ok, value, chunks = self._decode_hit(lookup)
         annotate_run(run_manager, self._attributes(lookup, ok))
@@ -213,7 +232,7 @@ class CachedRunnable(OscarRunnable[Any, Any]):
             yield from chunks if chunks else [to_chunk(value)]
             return
         seen: list[Any] = []
-        for chunk in self.runnable.stream(input, child_config(config, run_manager)):
+        for chunk in self.runnable.stream(input, child_config(config, run_manager), **kwargs):
             seen.append(chunk)
             yield chunk
         payload = self._payload(assemble_chunks(seen), seen, lookup)
@@ -221,9 +240,13 @@ class CachedRunnable(OscarRunnable[Any, Any]):
             self.cache.store(request, payload, lookup)
 
     async def _astream(
-        self, input: Any, run_manager: AsyncCallbackManagerForChainRun, config: RunnableConfig
+        self,
+        input: Any,
+        run_manager: AsyncCallbackManagerForChainRun,
+        config: RunnableConfig,
+        **kwargs: Any,
     ) -> AsyncIterator[Any]:
-        request = self._request(input)
+        request = self._request(input, call_kwargs=kwargs)
         lookup = await self.cache.alookup(request)
         ok, value, chunks = self._decode_hit(lookup)
         await aannotate_run(run_manager, self._attributes(lookup, ok))
@@ -232,7 +255,9 @@ class CachedRunnable(OscarRunnable[Any, Any]):
                 yield chunk
             return
         seen: list[Any] = []
-        async for chunk in self.runnable.astream(input, child_config(config, run_manager)):
+        async for chunk in self.runnable.astream(
+            input, child_config(config, run_manager), **kwargs
+        ):
             seen.append(chunk)
             yield chunk
         payload = self._payload(assemble_chunks(seen), seen, lookup)

@@ -54,7 +54,12 @@ from langchain_core.callbacks import (
 from langchain_core.runnables import RunnableConfig
 from pydantic import ConfigDict, Field, PrivateAttr
 
-from oscar_langchain._runnable import OscarRunnable, aannotate_run, annotate_run
+from oscar_langchain._runnable import (
+    OscarRunnable,
+    aannotate_run,
+    annotate_run,
+    reject_call_kwargs,
+)
 from oscar_langchain.retrieval.bm25 import BM25Index
 from oscar_langchain.retrieval.retriever import HybridRetriever
 
@@ -290,15 +295,25 @@ class QueryOptimizer(OscarRunnable[str, Any]):
         return ([plain, chosen] if self.output == "list" else chosen), attributes
 
     def _invoke(
-        self, input: str, run_manager: CallbackManagerForChainRun, config: RunnableConfig
+        self,
+        input: str,
+        run_manager: CallbackManagerForChainRun,
+        config: RunnableConfig,
+        **kwargs: Any,
     ) -> Any:
+        reject_call_kwargs(self, kwargs)
         output, attributes = self.optimize(input, _toggle(config))
         annotate_run(run_manager, attributes)
         return output
 
     async def _ainvoke(
-        self, input: str, run_manager: AsyncCallbackManagerForChainRun, config: RunnableConfig
+        self,
+        input: str,
+        run_manager: AsyncCallbackManagerForChainRun,
+        config: RunnableConfig,
+        **kwargs: Any,
     ) -> Any:
+        reject_call_kwargs(self, kwargs)
         output, attributes = self.optimize(input, _toggle(config))
         await aannotate_run(run_manager, attributes)
         return output

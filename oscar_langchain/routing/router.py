@@ -17,7 +17,9 @@ The :class:`RouteDecision` is attached to the run (``oscar.route``... for the tr
 and to the output message's ``response_metadata["oscar_route"]``.
 
 Per-call options go in ``config["configurable"]``: ``max_output_tokens``,
-``route_tags`` and ``route_capabilities``.
+``route_tags`` and ``route_capabilities``. Call-time keyword arguments
+(``invoke(x, stop=[...])``, ``.bind(stop=[...])``) do not change the decision; they
+are passed to every route called, on every path.
 
 Example:
     >>> from langchain_core.language_models import FakeListChatModel
@@ -328,12 +330,16 @@ class RouterRunnable(OscarRunnable[Any, Any]):
         return with_route_metadata(plan.output, plan.final)
 
     def _invoke(
-        self, input: Any, run_manager: CallbackManagerForChainRun, config: RunnableConfig
+        self,
+        input: Any,
+        run_manager: CallbackManagerForChainRun,
+        config: RunnableConfig,
+        **kwargs: Any,
     ) -> Any:
         plan = self._plan(input, config)
         try:
             with closing(plan):
-                calls = RouteCalls(self, plan, input, run_manager, config)
+                calls = RouteCalls(self, plan, input, run_manager, config, kwargs=kwargs)
                 plan.succeed(run_plan(plan, calls.invoke, self.sleep))
         finally:
             if traced(run_manager):
@@ -341,12 +347,16 @@ class RouterRunnable(OscarRunnable[Any, Any]):
         return self._finish(plan, run_manager.run_id)
 
     async def _ainvoke(
-        self, input: Any, run_manager: AsyncCallbackManagerForChainRun, config: RunnableConfig
+        self,
+        input: Any,
+        run_manager: AsyncCallbackManagerForChainRun,
+        config: RunnableConfig,
+        **kwargs: Any,
     ) -> Any:
         plan = self._plan(input, config)
         try:
             with closing(plan):
-                calls = RouteCalls(self, plan, input, run_manager, config)
+                calls = RouteCalls(self, plan, input, run_manager, config, kwargs=kwargs)
                 plan.succeed(await arun_plan(plan, calls.ainvoke, self.asleep))
         finally:
             if traced(run_manager):
@@ -354,14 +364,23 @@ class RouterRunnable(OscarRunnable[Any, Any]):
         return self._finish(plan, run_manager.run_id)
 
     def _stream(
-        self, input: Any, run_manager: CallbackManagerForChainRun, config: RunnableConfig
+        self,
+        input: Any,
+        run_manager: CallbackManagerForChainRun,
+        config: RunnableConfig,
+        **kwargs: Any,
     ) -> Iterator[Any]:
-        yield from stream_routed(self, input, run_manager, config)
+        yield from stream_routed(self, input, run_manager, config, kwargs)
 
     async def _astream(
-        self, input: Any, run_manager: AsyncCallbackManagerForChainRun, config: RunnableConfig
+        self,
+        input: Any,
+        run_manager: AsyncCallbackManagerForChainRun,
+        config: RunnableConfig,
+        **kwargs: Any,
     ) -> AsyncIterator[Any]:
-        async with aclosing_stream(astream_routed(self, input, run_manager, config)) as chunks:
+        stream = astream_routed(self, input, run_manager, config, kwargs)
+        async with aclosing_stream(stream) as chunks:
             async for chunk in chunks:
                 yield chunk
 

@@ -71,7 +71,7 @@ class RouteCalls:
     exception is the attempt's failure.
     """
 
-    __slots__ = ("config", "input", "plan", "router", "run_manager")
+    __slots__ = ("config", "input", "kwargs", "plan", "router", "run_manager")
 
     def __init__(
         self,
@@ -80,9 +80,12 @@ class RouteCalls:
         input: Any,
         run_manager: CallbackManagerForChainRun | AsyncCallbackManagerForChainRun,
         config: RunnableConfig,
+        *,
+        kwargs: dict[str, Any],
     ) -> None:
         self.router, self.plan, self.input = router, plan, input
         self.run_manager, self.config = run_manager, config
+        self.kwargs = kwargs  # call-time arguments (stop=...), sent to every route
 
     def _target(self, attempt: Attempt) -> tuple[Runnable[Any, Any], RunnableConfig]:
         runnable = self.plan.candidates[attempt.index].route.runnable
@@ -91,23 +94,23 @@ class RouteCalls:
     def invoke(self, attempt: Attempt) -> Any:
         """The route's answer."""
         runnable, child = self._target(attempt)
-        return runnable.invoke(self.input, child)
+        return runnable.invoke(self.input, child, **self.kwargs)
 
     async def ainvoke(self, attempt: Attempt) -> Any:
         """The route's answer, awaited."""
         runnable, child = self._target(attempt)
-        return await runnable.ainvoke(self.input, child)
+        return await runnable.ainvoke(self.input, child, **self.kwargs)
 
     def stream(self, attempt: Attempt) -> tuple[Iterator[Any], Any]:
         """The route's stream and its first chunk (:data:`END` if it is empty)."""
         runnable, child = self._target(attempt)
-        chunks = iter(runnable.stream(self.input, child))
+        chunks = iter(runnable.stream(self.input, child, **self.kwargs))
         return chunks, next(chunks, END)
 
     async def astream(self, attempt: Attempt) -> tuple[AsyncIterator[Any], Any]:
         """Async form of :meth:`stream`."""
         runnable, child = self._target(attempt)
-        chunks = runnable.astream(self.input, child).__aiter__()
+        chunks = runnable.astream(self.input, child, **self.kwargs).__aiter__()
         return chunks, await anext(chunks, END)
 
 
@@ -143,11 +146,12 @@ def stream_routed(
     input: Any,
     run_manager: CallbackManagerForChainRun,
     config: RunnableConfig,
+    kwargs: dict[str, Any],
 ) -> Iterator[Any]:
     """The sync stream of ``router`` (see the module docstring)."""
     plan = router._plan(input, config)
     with closing(plan):
-        calls = RouteCalls(router, plan, input, run_manager, config)
+        calls = RouteCalls(router, plan, input, run_manager, config, kwargs=kwargs)
         try:
             answer = run_plan(plan, calls.stream, router.sleep, hold=True)
         except BaseException:
@@ -178,11 +182,12 @@ async def astream_routed(
     input: Any,
     run_manager: AsyncCallbackManagerForChainRun,
     config: RunnableConfig,
+    kwargs: dict[str, Any],
 ) -> AsyncIterator[Any]:
     """The async stream of ``router`` (see the module docstring)."""
     plan = router._plan(input, config)
     with closing(plan):
-        calls = RouteCalls(router, plan, input, run_manager, config)
+        calls = RouteCalls(router, plan, input, run_manager, config, kwargs=kwargs)
         try:
             answer = await arun_plan(plan, calls.astream, router.asleep, hold=True)
         except BaseException:

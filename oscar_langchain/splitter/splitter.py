@@ -34,7 +34,12 @@ from langchain_core.embeddings import Embeddings
 from langchain_core.runnables import RunnableConfig
 from pydantic import ConfigDict, PrivateAttr
 
-from oscar_langchain._runnable import OscarRunnable, aannotate_run, annotate_run
+from oscar_langchain._runnable import (
+    OscarRunnable,
+    aannotate_run,
+    annotate_run,
+    reject_call_kwargs,
+)
 from oscar_langchain.errors import ConfigurationError
 from oscar_langchain.splitter.core import (
     BreakMode,
@@ -291,7 +296,9 @@ class SemanticTextSplitter(OscarRunnable[SplitterInput, list[Document]], BaseDoc
         input: SplitterInput,
         run_manager: CallbackManagerForChainRun,
         config: RunnableConfig,
+        **kwargs: Any,
     ) -> list[Document]:
+        reject_call_kwargs(self, kwargs)
         chunks = self.split_documents(_as_documents(input))
         annotate_run(run_manager, {"oscar.splitter.chunks": len(chunks)})
         return chunks
@@ -301,7 +308,9 @@ class SemanticTextSplitter(OscarRunnable[SplitterInput, list[Document]], BaseDoc
         input: SplitterInput,
         run_manager: AsyncCallbackManagerForChainRun,
         config: RunnableConfig,
+        **kwargs: Any,
     ) -> list[Document]:
+        reject_call_kwargs(self, kwargs)
         chunks = await self.asplit_documents(_as_documents(input))
         await aannotate_run(run_manager, {"oscar.splitter.chunks": len(chunks)})
         return chunks
