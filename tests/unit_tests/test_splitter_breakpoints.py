@@ -179,6 +179,63 @@ def test_optimal_partition_avoids_minus_inf_starts_first(
     assert score == pytest.approx(best[1], abs=1e-9)
 
 
+def cohesion_value(emb: np.ndarray, starts: list[int], bonus: list[float]) -> tuple[int, int, float]:
+    """(avoided starts, chunks, score) of a partition under the "cohesion" objective."""
+    sim = unit(emb) @ unit(emb).T
+    bounds = [*starts, len(emb)]
+    avoided = sum(1 for a in starts[1:] if bonus[a] == -np.inf)
+    score = sum(bonus[a] for a in starts[1:] if bonus[a] != -np.inf)
+    for a, b in itertools.pairwise(bounds):
+        score += 2 / (b - a) * sim[a:b, a:b][np.triu_indices(b - a, 1)].sum()
+    return avoided, len(starts), score
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.integers(1, 8).flatmap(
+        lambda n: st.tuples(
+            st.lists(st.integers(1, 6), min_size=n, max_size=n),
+            st.lists(st.sampled_from([0.0, 0.5, -0.5, -np.inf]), min_size=n, max_size=n),
+            st.integers(0, 10_000),
+            st.integers(3, 12),
+            st.floats(-0.5, 0.5),
+        )
+    )
+)
+def test_cohesion_is_fewest_avoided_then_fewest_chunks_then_least_variance(
+    args: tuple[list[int], list[float], int, int, float],
+) -> None:
+    counts, bonus, seed, limit, baseline = args
+    emb = np.random.default_rng(seed).normal(size=(len(counts), 3))
+    starts = optimal_partition(
+        emb, counts, limit, baseline=baseline, break_bonus=bonus, objective="cohesion"
+    )
+    bounds = [*starts, len(counts)]
+    assert all(b - a == 1 or sum(counts[a:b]) <= limit for a, b in itertools.pairwise(bounds))
+    best: tuple[int, int, float] | None = None  # brute force over every partition
+    for mask in itertools.product([0, 1], repeat=len(counts) - 1):
+        cand = [0] + [i + 1 for i, m in enumerate(mask) if m]
+        spans = itertools.pairwise([*cand, len(counts)])
+        if any(b - a > 1 and sum(counts[a:b]) > limit for a, b in spans):
+            continue
+        value = cohesion_value(emb, cand, bonus)
+        if best is None or (-value[0], -value[1], value[2]) > (-best[0], -best[1], best[2]):
+            best = value
+    assert best is not None
+    avoided, chunks, score = cohesion_value(emb, starts, bonus)
+    assert (avoided, chunks) == best[:2]
+    assert score == pytest.approx(best[2], abs=1e-9)  # the baseline changes nothing
+
+
+def test_cohesion_score_is_the_within_chunk_variance() -> None:
+    # For unit rows, 2/m times a chunk's pair sum is |sum|^2 / m - 1: maximising it with a
+    # fixed number of chunks minimises the summed squared distance to the chunk means.
+    rows = unit(np.random.default_rng(3).normal(size=(5, 4)))
+    pairs = (rows @ rows.T)[np.triu_indices(5, 1)].sum()
+    spread = ((rows - rows.mean(axis=0)) ** 2).sum()
+    assert 2 / 5 * pairs == pytest.approx(5 - 1 - spread)
+
+
 def test_optimal_partition_bonus_errors() -> None:
     emb = np.eye(3)
     for bad in ([0.0, np.nan, 0.0], [0.0, np.inf, 0.0]):
@@ -199,6 +256,11 @@ def test_optimal_partition_topics_and_limits() -> None:
     assert optimal_partition(emb[:2], [50, 1], max_tokens=10) == [0, 1]  # over-long alone
     with pytest.raises(ValueError, match="token_counts"):
         optimal_partition(emb, [1], max_tokens=10)
+    with pytest.raises(ValueError, match="objective"):
+        optimal_partition(emb, [1] * 6, 10, objective="magic")  # type: ignore[arg-type]
+    # "cohesion": the fewest chunks (one here), then the topic shift when two are needed
+    assert optimal_partition(emb, [1] * 6, 10, objective="cohesion") == [0]
+    assert optimal_partition(emb, [1] * 6, 4, objective="cohesion") == [0, 3]
     assert optimal_partition(emb[:0], [], max_tokens=10) == []
     # a bonus for starting at sentence 2 moves the break there
     assert optimal_partition(emb, [1] * 6, 10, break_bonus=[0, 0, 9, 0, 0, 0]) == [0, 2, 3]
