@@ -10,10 +10,12 @@ Two ways to choose breaks:
 * :func:`threshold_breaks`: a gap is a break when its distance (``1 - similarity``) is
   above a threshold set by percentile, standard deviation, interquartile range or
   gradient (the four rules of LangChain's ``SemanticChunker``).
-* :func:`optimal_partition`: dynamic programming over sentence boundaries that
-  maximises the summed pairwise similarity inside chunks (less a baseline, so that
-  unrelated sentences are better apart) subject to a token limit per chunk, in
-  ``O(n * k * d)`` with ``k`` the most sentences a chunk can hold.
+* :func:`optimal_partition`: dynamic programming over sentence boundaries under a
+  token limit per chunk, in ``O(n * k * d)`` with ``k`` the most sentences a chunk can
+  hold. The default ``"cohesion"`` objective uses the fewest chunks the limit allows
+  and places their breaks so that chunks are most cohesive (least within-chunk
+  variance of the embeddings); ``"pairs"`` maximises the summed pairwise similarity
+  inside chunks less a baseline, with as many chunks as that pays for.
 
 Example:
     >>> import numpy as np
@@ -28,7 +30,7 @@ Example:
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 import numpy.typing as npt
@@ -36,6 +38,7 @@ from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
 __all__ = [
     "DEFAULT_AMOUNTS",
+    "Objective",
     "ThresholdType",
     "band_similarities",
     "breakpoint_threshold",
@@ -49,6 +52,8 @@ FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
 ThresholdType = Literal["percentile", "standard_deviation", "interquartile", "gradient"]
+Objective = Literal["cohesion", "pairs"]
+"""What :func:`optimal_partition` maximises (see there)."""
 
 DEFAULT_AMOUNTS: dict[str, float] = {
     "percentile": 95.0,
@@ -186,34 +191,48 @@ def optimal_partition(
     baseline: float | None = None,
     max_sentences: int = 256,
     break_bonus: npt.ArrayLike | None = None,
+    objective: Objective = "pairs",
 ) -> list[int]:
     """Chunk starts maximising within-chunk similarity under a token limit.
 
-    The score of a chunk is the sum, over its pairs of sentences, of their cosine
-    similarity less ``baseline``; the partition maximising the total score is found by
-    dynamic programming over sentence boundaries. Chunks hold at most ``max_tokens``
-    tokens (by ``token_counts``) unless one sentence alone is longer.
+    Chunks hold at most ``max_tokens`` tokens (by ``token_counts``) unless one sentence
+    alone is longer; the best partition is found by dynamic programming over sentence
+    boundaries. With ``objective="pairs"`` a chunk scores the sum, over its pairs of
+    sentences, of their cosine similarity less ``baseline``, and the partition with the
+    highest total wins, however many chunks it has. With ``"cohesion"`` the partition
+    has the fewest chunks the limit allows, and among those a chunk of ``m`` sentences
+    scores ``2 / m`` times its pair sum: for unit embeddings that is ``|sum|^2 / m - 1``,
+    so the winner has the least within-chunk variance (the summed squared distance of
+    the sentences to their chunk's mean; Fisher's optimal grouping, Ward's criterion).
+    Unlike the pair sum, which grows with the square of a chunk's size and so prefers
+    one full chunk and a fragment to two halves, it places each break where the
+    meaning changes, whatever the sizes on either side.
 
     Args:
         embeddings: ``(n, d)`` sentence embeddings.
         token_counts: ``n`` token counts, one per sentence.
         max_tokens: the most tokens a chunk may hold.
-        baseline: similarity below which two sentences are better apart; default the
-            mean similarity of all pairs of distinct sentences in the document (as in
-            Chroma's ClusterSemanticChunker).
+        baseline: ``"pairs"``: similarity below which two sentences are better apart;
+            default the mean similarity of all pairs of distinct sentences in the
+            document (as in Chroma's ClusterSemanticChunker). ``"cohesion"`` ignores it
+            (with a fixed number of chunks it shifts every partition's score equally).
         max_sentences: cap on sentences per chunk (bounds time and memory).
         break_bonus: optional ``n`` rewards for starting a chunk at each sentence
             (e.g. at paragraph starts). ``-inf`` marks a start to avoid: the partition
             uses as few of those as the token limit allows, and among the partitions
-            that do, maximises the score (a lexicographic objective).
+            that do, optimises the objective (a lexicographic order: avoided starts,
+            then, for ``"cohesion"``, chunks, then score plus the finite bonuses).
+        objective: ``"pairs"`` or ``"cohesion"`` (above).
 
     Returns:
         Sorted indices of the sentences that start chunks (always beginning with 0).
 
     Raises:
         ValueError: when ``token_counts`` or ``break_bonus`` do not match the
-            embeddings, or a bonus is NaN or ``+inf``.
+            embeddings, a bonus is NaN or ``+inf``, or the objective is unknown.
     """
+    if objective not in get_args(Objective):
+        raise ValueError(f"objective: unknown objective {objective!r}")
     counts = np.asarray(token_counts, dtype=np.int64)
     n = counts.size
     if n == 0:
@@ -229,28 +248,12 @@ def optimal_partition(
     last_fit = np.searchsorted(prefix, prefix[:-1] + max_tokens, side="right") - 1
     reach = np.clip(last_fit - np.arange(n), 1, max_sentences)  # longest chunk from each start
     band = band_similarities(emb, width, reach)  # band[a, o] = sim(a, a + o)
-    if baseline is None:
+    if objective == "cohesion":
+        baseline = 0.0
+    elif baseline is None:
         baseline = mean_pair_similarity(emb)
-    # gain[j, o]: similarity of sentence j with sentence j - o, less the baseline.
-    gain = np.zeros((n, width + 1))
-    for o in range(1, width):
-        gain[o:, o] = band[: n - o, o] - baseline
-    cum_gain = np.cumsum(gain, axis=1)  # added by sentence j to a chunk of o sentences before it
-    # score[j, L]: score of the chunk of L sentences ending with sentence j.
-    score = np.full((n, width + 1), -np.inf)
-    score[:, 1] = 0.0
-    for length in range(2, width + 1):
-        score[length - 1 :, length] = (
-            score[length - 2 : n - 1, length - 1] + cum_gain[length - 1 :, length - 1]
-        )
-    bonus, avoid = _split_bonus(break_bonus, n)
-    if avoid is not None:
-        # Fewest avoided starts first: each costs more than any two partitions' scores can
-        # differ (at most n * (width - 1) / 2 pairs, each gain at most `largest_gain`,
-        # plus the finite bonuses), so the optimum is lexicographic up to float rounding.
-        largest_gain = float(np.nanmax(np.abs(gain)))  # column 0 is zeros: never all-NaN
-        score_range = n * (width - 1) / 2 * largest_gain + float(np.abs(bonus).sum())
-        bonus = bonus - avoid * (2.0 * score_range + 1.0)
+    score, score_range = _chunk_scores(band, baseline, objective)
+    bonus = _tier_bonus(break_bonus, n, objective, score_range)
     best = np.full(n + 1, -np.inf)
     best[0] = 0.0
     back = np.zeros(n + 1, dtype=np.int64)
@@ -269,6 +272,55 @@ def optimal_partition(
         at = int(back[at])
         cuts.append(at)
     return cuts[::-1]
+
+
+def _chunk_scores(
+    band: FloatArray, baseline: float, objective: Objective
+) -> tuple[FloatArray, float]:
+    """Chunk scores and a bound on the absolute total score of any partition.
+
+    ``score[j, m]`` is the score of the chunk of ``m`` sentences ending with sentence
+    ``j`` (``-inf`` where it would start before the text).
+    """
+    n, width = band.shape
+    # gain[j, o]: similarity of sentence j with sentence j - o, less the baseline.
+    gain = np.zeros((n, width + 1))
+    for o in range(1, width):
+        gain[o:, o] = band[: n - o, o] - baseline
+    cum_gain = np.cumsum(gain, axis=1)  # added by sentence j to a chunk of o sentences before it
+    score = np.full((n, width + 1), -np.inf)
+    score[:, 1] = 0.0
+    for length in range(2, width + 1):
+        score[length - 1 :, length] = (
+            score[length - 2 : n - 1, length - 1] + cum_gain[length - 1 :, length - 1]
+        )
+    largest_gain = float(np.nanmax(np.abs(gain)))  # column 0 is zeros: never all-NaN
+    if objective == "cohesion":
+        # 2 / m times the pair sum: each chunk then scores at most (m - 1) * largest_gain.
+        score[:, 1:] *= 2.0 / np.arange(1, width + 1)
+        return score, n * largest_gain
+    return score, n * (width - 1) / 2 * largest_gain  # at most n (width - 1) / 2 pairs
+
+
+def _tier_bonus(
+    break_bonus: npt.ArrayLike | None, n: int, objective: Objective, score_range: float
+) -> FloatArray:
+    """Per-start bonuses that make the dynamic programme's objective lexicographic.
+
+    The tiers as one integer per start: an avoided (``-inf``) start outweighs any number
+    of chunks (at most ``n``), and, for ``"cohesion"``, each chunk costs one unit. A unit
+    costs more than any two partitions' scores (plus the finite bonuses) can differ, so
+    the optimum is lexicographic up to float rounding.
+    """
+    bonus, avoid = _split_bonus(break_bonus, n)
+    tiers = np.zeros(n) if avoid is None else avoid.copy()
+    if objective == "cohesion":
+        tiers *= n + 1
+        tiers[1:] += 1.0
+    if not tiers.any():
+        return bonus
+    unit_cost = 2.0 * (score_range + float(np.abs(bonus).sum())) + 1.0
+    return bonus - tiers * unit_cost
 
 
 def _split_bonus(break_bonus: npt.ArrayLike | None, n: int) -> tuple[FloatArray, FloatArray | None]:

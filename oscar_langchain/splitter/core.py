@@ -37,6 +37,7 @@ import numpy.typing as npt
 
 from oscar_langchain.errors import ConfigurationError
 from oscar_langchain.splitter.breakpoints import (
+    Objective,
     ThresholdType,
     optimal_partition,
     threshold_breaks,
@@ -85,18 +86,25 @@ class ChunkerConfig:
         threshold_amount: the rule's amount (percentile, number of standard deviations,
             IQR multiple); ``None`` takes the rule's default.
         window: sentences averaged on each side of a gap to score it.
-        baseline: similarity below which two sentences are better apart in
-            ``"optimal"`` mode. The default 0.0 groups the sentences with the most
-            mutual similarity into chunks close to ``max_tokens``; higher values give
-            smaller, tighter chunks; ``None`` uses the document's mean pairwise
-            similarity (as Chroma's ClusterSemanticChunker).
+        objective: what ``"optimal"`` mode maximises. The default ``"cohesion"`` uses
+            the fewest chunks that ``max_tokens`` (and the layout, below) allows and
+            puts their breaks where the chunks come out most cohesive: the least
+            within-chunk variance of the sentence embeddings, which does not favour
+            one full chunk and a fragment over two halves. It never adds a chunk
+            only to separate two topics that fit together. ``"pairs"`` maximises the
+            summed pairwise similarity inside chunks less ``baseline``, adding a break
+            wherever sentences are less similar than the baseline.
+        baseline: with ``objective="pairs"``, the similarity below which two
+            sentences are better apart. The default 0.0 groups the sentences with the
+            most mutual similarity into chunks close to ``max_tokens``; higher values
+            give smaller, tighter chunks; ``None`` uses the document's mean pairwise
+            similarity (as Chroma's ClusterSemanticChunker). ``"cohesion"`` ignores it.
         paragraph_weight: in ``"optimal"`` mode, what a break inside a paragraph costs
-            (in summed similarity) more than one at a paragraph, heading or block
+            (in similarity score) more than one at a paragraph, heading or block
             boundary. The default ``math.inf`` makes layout come first: the fewest
-            breaks inside paragraphs that ``max_tokens`` allows, then the most
-            similarity. A finite weight trades them against similarity, which grows
-            with the square of a chunk's sentences and with the embeddings' scale;
-            0 ignores the document's layout.
+            breaks inside paragraphs that ``max_tokens`` allows, then the objective.
+            A finite weight trades them against the score, whose scale depends on the
+            objective, the chunks' sizes and the embeddings; 0 ignores the layout.
         batch_size: sentences per embeddings call.
         max_sentences: most sentences a chunk may hold in ``"optimal"`` mode.
     """
@@ -107,6 +115,7 @@ class ChunkerConfig:
     mode: BreakMode = "optimal"
     threshold_amount: float | None = None
     window: int = 1
+    objective: Objective = "cohesion"
     baseline: float | None = 0.0
     paragraph_weight: float = math.inf
     batch_size: int = 256
@@ -128,6 +137,8 @@ class ChunkerConfig:
             "gradient",
         ):
             raise ConfigurationError("mode", f"unknown mode {self.mode!r}")
+        if self.objective not in ("cohesion", "pairs"):
+            raise ConfigurationError("objective", f"unknown objective {self.objective!r}")
         if self.threshold_amount is not None and not math.isfinite(self.threshold_amount):
             raise ConfigurationError("threshold_amount", "must be a finite number")
         if math.isnan(self.paragraph_weight) or self.paragraph_weight < 0:
@@ -266,6 +277,7 @@ def chunk_units(units: Units, embeddings: npt.ArrayLike, config: ChunkerConfig) 
             baseline=config.baseline,
             max_sentences=config.max_sentences,
             break_bonus=bonus,
+            objective=config.objective,
         )
     else:
         mode: ThresholdType = config.mode

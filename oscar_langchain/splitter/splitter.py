@@ -41,6 +41,7 @@ from oscar_langchain._runnable import (
     reject_call_kwargs,
 )
 from oscar_langchain.errors import ConfigurationError
+from oscar_langchain.splitter.breakpoints import Objective
 from oscar_langchain.splitter.core import (
     BreakMode,
     Chunk,
@@ -98,8 +99,12 @@ class SemanticTextSplitter(OscarRunnable[SplitterInput, list[Document]], BaseDoc
     """Amount for a threshold rule (``None``: the rule's default)."""
     window: int = 1
     """Sentences averaged on each side of a gap to score it."""
+    objective: Objective = "cohesion"
+    """``"optimal"`` mode: ``"cohesion"`` (the fewest chunks ``max_tokens`` allows, cut
+    where the chunks come out most cohesive) or ``"pairs"`` (summed pairwise similarity
+    less ``baseline``, a break wherever that pays)."""
     baseline: float | None = 0.0
-    """``"optimal"`` mode: similarity under which sentences are better apart (higher:
+    """``objective="pairs"``: similarity under which sentences are better apart (higher:
     smaller chunks; ``None``: the document's mean pairwise similarity)."""
     paragraph_weight: float = math.inf
     """``"optimal"`` mode: extra cost of a break inside a paragraph (``math.inf``: only
@@ -131,6 +136,7 @@ class SemanticTextSplitter(OscarRunnable[SplitterInput, list[Document]], BaseDoc
             mode=self.mode,
             threshold_amount=self.threshold_amount,
             window=self.window,
+            objective=self.objective,
             baseline=self.baseline,
             paragraph_weight=self.paragraph_weight,
             batch_size=self.batch_size,

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -88,22 +89,23 @@ def test_mean_pair_similarity() -> None:
     assert mean_pair_similarity(emb[:1]) == 0.0
 
 
+def feasible_partitions(counts: list[int], limit: int) -> Iterator[list[int]]:
+    """Every partition's starts whose chunks fit ``limit`` (a lone sentence always does)."""
+    for mask in itertools.product([0, 1], repeat=len(counts) - 1):
+        starts = [0] + [i + 1 for i, m in enumerate(mask) if m]
+        spans = itertools.pairwise([*starts, len(counts)])
+        if all(b - a == 1 or sum(counts[a:b]) <= limit for a, b in spans):
+            yield starts
+
+
 def brute_force(emb: np.ndarray, counts: list[int], limit: int, baseline: float) -> float:
     sim = unit(emb) @ unit(emb).T - baseline
-    n = len(counts)
     best = -np.inf
-    for mask in itertools.product([0, 1], repeat=n - 1):
-        starts = [0] + [i + 1 for i, m in enumerate(mask) if m]
-        bounds = [*starts, n]
+    for starts in feasible_partitions(counts, limit):
         score = 0.0
-        ok = True
-        for a, b in itertools.pairwise(bounds):
-            if b - a > 1 and sum(counts[a:b]) > limit:
-                ok = False
-                break
+        for a, b in itertools.pairwise([*starts, len(counts)]):
             score += sim[a:b, a:b][np.triu_indices(b - a, 1)].sum()
-        if ok:
-            best = max(best, score)
+        best = max(best, score)
     return best
 
 
@@ -132,51 +134,85 @@ def test_optimal_partition_is_optimal(args: tuple[list[int], int, int, float]) -
     assert score == pytest.approx(brute_force(emb, counts, limit, baseline), abs=1e-9)
 
 
+BONUS_CASES = st.integers(1, 8).flatmap(
+    lambda n: st.tuples(
+        st.lists(st.integers(1, 6), min_size=n, max_size=n),  # token counts
+        st.lists(st.sampled_from([0.0, 0.5, -0.5, -np.inf]), min_size=n, max_size=n),  # bonus
+        st.integers(0, 10_000),  # embeddings seed
+        st.integers(3, 12),  # max_tokens
+        st.floats(-0.5, 0.5),  # baseline
+    )
+)
+
+
 def partition_value(
-    emb: np.ndarray, starts: list[int], baseline: float, bonus: list[float]
-) -> tuple[int, float]:
-    """(avoided starts, score) of a partition: what the lexicographic objective ranks."""
+    emb: np.ndarray,
+    starts: list[int],
+    baseline: float,
+    bonus: list[float],
+    objective: str = "pairs",
+) -> tuple[int, int, float]:
+    """(avoided starts, chunks, score) of a partition: what the lexicographic objective ranks.
+
+    ``"cohesion"`` scores a chunk of m sentences 2/m times its pair sum.
+    """
     sim = unit(emb) @ unit(emb).T - baseline
     bounds = [*starts, len(emb)]
     avoided = sum(1 for a in starts[1:] if bonus[a] == -np.inf)
     score = sum(bonus[a] for a in starts[1:] if bonus[a] != -np.inf)
     for a, b in itertools.pairwise(bounds):
-        score += sim[a:b, a:b][np.triu_indices(b - a, 1)].sum()
-    return avoided, score
+        pairs = sim[a:b, a:b][np.triu_indices(b - a, 1)].sum()
+        score += 2 / (b - a) * pairs if objective == "cohesion" else pairs
+    return avoided, len(starts), score
 
 
 @settings(max_examples=60, deadline=None)
-@given(
-    st.integers(1, 8).flatmap(
-        lambda n: st.tuples(
-            st.lists(st.integers(1, 6), min_size=n, max_size=n),
-            st.lists(st.sampled_from([0.0, 0.5, -0.5, -np.inf]), min_size=n, max_size=n),
-            st.integers(0, 10_000),
-            st.integers(3, 12),
-        )
-    )
-)
+@given(BONUS_CASES)
 def test_optimal_partition_avoids_minus_inf_starts_first(
-    args: tuple[list[int], list[float], int, int],
+    args: tuple[list[int], list[float], int, int, float],
 ) -> None:
-    counts, bonus, seed, limit = args
+    counts, bonus, seed, limit, _ = args
     emb = np.random.default_rng(seed).normal(size=(len(counts), 3))
     starts = optimal_partition(emb, counts, limit, baseline=0.0, break_bonus=bonus)
     bounds = [*starts, len(counts)]
     assert all(b - a == 1 or sum(counts[a:b]) <= limit for a, b in itertools.pairwise(bounds))
-    best: tuple[int, float] | None = None  # brute force: fewest avoided starts, then score
-    for mask in itertools.product([0, 1], repeat=len(counts) - 1):
-        cand = [0] + [i + 1 for i, m in enumerate(mask) if m]
-        spans = itertools.pairwise([*cand, len(counts)])
-        if any(b - a > 1 and sum(counts[a:b]) > limit for a, b in spans):
-            continue
-        avoided, score = partition_value(emb, cand, 0.0, bonus)
-        if best is None or (-avoided, score) > (-best[0], best[1]):
-            best = (avoided, score)
-    assert best is not None
-    avoided, score = partition_value(emb, starts, 0.0, bonus)
+    # brute force: fewest avoided starts, then score
+    values = [partition_value(emb, c, 0.0, bonus) for c in feasible_partitions(counts, limit)]
+    best = max(values, key=lambda v: (-v[0], v[2]))
+    avoided, _, score = partition_value(emb, starts, 0.0, bonus)
     assert avoided == best[0]
-    assert score == pytest.approx(best[1], abs=1e-9)
+    assert score == pytest.approx(best[2], abs=1e-9)
+
+
+@settings(max_examples=80, deadline=None)
+@given(BONUS_CASES)
+def test_cohesion_is_fewest_avoided_then_fewest_chunks_then_least_variance(
+    args: tuple[list[int], list[float], int, int, float],
+) -> None:
+    counts, bonus, seed, limit, baseline = args
+    emb = np.random.default_rng(seed).normal(size=(len(counts), 3))
+    starts = optimal_partition(
+        emb, counts, limit, baseline=baseline, break_bonus=bonus, objective="cohesion"
+    )
+    bounds = [*starts, len(counts)]
+    assert all(b - a == 1 or sum(counts[a:b]) <= limit for a, b in itertools.pairwise(bounds))
+    # brute force, scored without the baseline (which changes nothing under "cohesion")
+    values = [
+        partition_value(emb, c, 0.0, bonus, "cohesion") for c in feasible_partitions(counts, limit)
+    ]
+    best = max(values, key=lambda v: (-v[0], -v[1], v[2]))
+    avoided, chunks, score = partition_value(emb, starts, 0.0, bonus, "cohesion")
+    assert (avoided, chunks) == best[:2]
+    assert score == pytest.approx(best[2], abs=1e-9)
+
+
+def test_cohesion_score_is_the_within_chunk_variance() -> None:
+    # For unit rows, 2/m times a chunk's pair sum is |sum|^2 / m - 1: maximising it with a
+    # fixed number of chunks minimises the summed squared distance to the chunk means.
+    rows = unit(np.random.default_rng(3).normal(size=(5, 4)))
+    pairs = (rows @ rows.T)[np.triu_indices(5, 1)].sum()
+    spread = ((rows - rows.mean(axis=0)) ** 2).sum()
+    assert 2 / 5 * pairs == pytest.approx(5 - 1 - spread)
 
 
 def test_optimal_partition_bonus_errors() -> None:
@@ -199,6 +235,11 @@ def test_optimal_partition_topics_and_limits() -> None:
     assert optimal_partition(emb[:2], [50, 1], max_tokens=10) == [0, 1]  # over-long alone
     with pytest.raises(ValueError, match="token_counts"):
         optimal_partition(emb, [1], max_tokens=10)
+    with pytest.raises(ValueError, match="objective"):
+        optimal_partition(emb, [1] * 6, 10, objective="magic")  # type: ignore[arg-type]
+    # "cohesion": the fewest chunks (one here), then the topic shift when two are needed
+    assert optimal_partition(emb, [1] * 6, 10, objective="cohesion") == [0]
+    assert optimal_partition(emb, [1] * 6, 4, objective="cohesion") == [0, 3]
     assert optimal_partition(emb[:0], [], max_tokens=10) == []
     # a bonus for starting at sentence 2 moves the break there
     assert optimal_partition(emb, [1] * 6, 10, break_bonus=[0, 0, 9, 0, 0, 0]) == [0, 2, 3]

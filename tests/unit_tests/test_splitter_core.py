@@ -227,6 +227,7 @@ def test_custom_segmenter() -> None:
         ({"min_tokens": 500}, "min_tokens"),
         ({"overlap_tokens": 400}, "overlap_tokens"),
         ({"mode": "magic"}, "mode"),
+        ({"objective": "magic"}, "objective"),
         ({"threshold_amount": float("nan")}, "threshold_amount"),
         ({"paragraph_weight": -1.0}, "paragraph_weight"),
         ({"paragraph_weight": float("nan")}, "paragraph_weight"),
@@ -239,14 +240,18 @@ def test_config_errors_name_the_field(kwargs: dict[str, object], field: str) -> 
 
 
 def test_default_paragraph_weight_keeps_paragraphs_whole() -> None:
-    # Same vectors everywhere: filling a chunk across the paragraph break scores more
-    # similarity, which a finite weight accepts and the default (layout first) does not.
+    # Same vectors everywhere: with the "pairs" objective, filling a chunk across the
+    # paragraph break scores more similarity, which a finite weight accepts and the
+    # default (layout first) does not.
     text = "Aa bb. Cc dd.\n\nEe ff. Gg hh."
     same = lambda ts: [[1.0, 0.0]] * len(ts)  # noqa: E731
     assert ChunkerConfig().paragraph_weight == float("inf")
-    layout = chunk_text(text, same, ChunkerConfig(max_tokens=6), words)
-    assert [text[c.start : c.end] for c in layout] == ["Aa bb. Cc dd.\n\n", "Ee ff. Gg hh."]
-    traded = chunk_text(text, same, ChunkerConfig(max_tokens=6, paragraph_weight=0.5), words)
+    for objective in ("cohesion", "pairs"):
+        cfg = ChunkerConfig(max_tokens=6, objective=objective)
+        layout = chunk_text(text, same, cfg, words)
+        assert [text[c.start : c.end] for c in layout] == ["Aa bb. Cc dd.\n\n", "Ee ff. Gg hh."]
+    pairs = ChunkerConfig(max_tokens=6, paragraph_weight=0.5, objective="pairs")
+    traded = chunk_text(text, same, pairs, words)
     assert len(traded) == 2 and all(c.end != text.index("Ee") for c in traded)
     # a paragraph longer than the limit is still cut inside, once
     long = "Aa bb. Cc dd. Ee ff. Gg hh.\n\nIi jj."
@@ -263,14 +268,31 @@ def test_paragraph_weight_prefers_block_boundaries() -> None:
 
 def test_one_block_documents_split_by_meaning_not_by_count() -> None:
     # No blank line anywhere (a transcript): every break is inside the one paragraph, so
-    # the layout says nothing and the default must not just minimise the number of chunks.
+    # the layout says nothing, and the "pairs" objective with a baseline must still add
+    # the breaks that separate topics, not just minimise the number of chunks.
     text = "Aa bb. " * 7 + "Xx yy. " * 13
     topic = lambda ts: [[1.0, 0.0] if t.startswith("Aa") else [0.0, 1.0] for t in ts]  # noqa: E731
-    cfg = ChunkerConfig(max_tokens=20, baseline=0.5)
+    cfg = ChunkerConfig(max_tokens=20, baseline=0.5, objective="pairs")
     chunks = chunk_text(text, topic, cfg, words)
     check(text, chunks, cfg, words)
     assert chunks[0].end == text.index("Xx")  # the topic shift is a break
     assert all(len({s[:2] for s in text[c.start : c.end].split(". ") if s}) == 1 for c in chunks)
+
+
+def test_cohesion_cuts_where_the_topic_changes_where_pairs_fill_a_chunk() -> None:
+    # Two topics of five sentences whose vectors are similar (cosine 0.8, as real
+    # embeddings of one document are) and a limit of eight sentences: two chunks either
+    # way. The pair sum grows with the square of a chunk's size, so "pairs" fills the
+    # first chunk across the topics and leaves a fragment; "cohesion" cuts at the shift.
+    text = "Aa bb. " * 5 + "Xx yy. " * 5
+    topic = lambda ts: [[1.0, 0.0] if t.startswith("Aa") else [0.8, 0.6] for t in ts]  # noqa: E731
+    assert ChunkerConfig().objective == "cohesion"
+    cohesive = chunk_text(text, topic, ChunkerConfig(max_tokens=16), words)
+    assert [c.end for c in cohesive] == [text.index("Xx"), len(text)]
+    filled = chunk_text(text, topic, ChunkerConfig(max_tokens=16, objective="pairs"), words)
+    assert sorted(c.tokens for c in filled) == [4, 16]
+    # a limit the whole text fits: one chunk (cohesion adds no chunk to separate topics)
+    assert len(chunk_text(text, topic, ChunkerConfig(max_tokens=20), words)) == 1
 
 
 def test_the_default_survives_a_json_round_trip() -> None:
