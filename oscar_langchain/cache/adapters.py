@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import warnings
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from langchain_core.language_models import BaseLanguageModel
 from langchain_core.load import dumpd, load
@@ -37,6 +37,7 @@ from langchain_core.runnables import Runnable, RunnableBinding
 from oscar_langchain.cache.core import CacheRequest, canonical_json
 
 __all__ = [
+    "ANSWER_FIELDS",
     "Turn",
     "UnserialisableValueError",
     "assemble_chunks",
@@ -61,8 +62,86 @@ def _content(message: BaseMessage) -> str:
     return content if isinstance(content, str) else canonical_json(content)
 
 
-Turn = tuple[bool, str, str]
-"""One message as a cache key sees it: (is a system message, message type, content text)."""
+class Turn(NamedTuple):
+    """One message as a cache key sees it.
+
+    Attributes:
+        system: whether it is a system message.
+        kind: the message type (``"human"``, ``"ai"``, ``"tool"``...).
+        content: the content text (canonical JSON for content blocks).
+        fields: the other fields that can change the answer, as canonical JSON, or ``""``
+            when the message has none (see :data:`ANSWER_FIELDS`).
+    """
+
+    system: bool
+    kind: str
+    content: str
+    fields: str = ""
+
+
+ANSWER_FIELDS = (
+    "name",
+    "role",
+    "tool_calls",
+    "invalid_tool_calls",
+    "tool_call_id",
+    "status",
+    "function_call",
+)
+"""Message fields besides type and content that a key includes: the tool calls an AI
+message made (name, arguments, id), the tool call a tool message answers and its status,
+a chat message's role, a participant name and a legacy ``function_call``. Ids, metadata,
+usage and artifacts never reach the model and are left out."""
+
+_READ = (
+    "name",
+    "role",
+    "tool_calls",
+    "invalid_tool_calls",
+    "tool_call_id",
+    "status",
+    "additional_kwargs",
+)
+
+
+def _answer_fields(data: Mapping[str, Any]) -> str | None:
+    """Canonical JSON of a message's answer-changing fields (``""``: none).
+
+    ``data`` maps field names to values (absent: the default); ``None`` means a field
+    has an unexpected shape, so the caller should revive the message instead.
+    """
+    found: dict[str, Any] = {}
+    for name in ("name", "role", "tool_call_id"):
+        value = data.get(name)
+        if value is None or value == "":
+            continue
+        if not isinstance(value, str):
+            return None
+        found[name] = value
+    if data.get("status") not in (None, "success"):
+        found["status"] = data["status"]
+    for name, keep in (("tool_calls", ("name", "args", "id")),
+                       ("invalid_tool_calls", ("name", "args", "id", "error"))):  # fmt: skip
+        calls = data.get(name)
+        if not calls:
+            continue
+        if not isinstance(calls, list) or not all(isinstance(c, Mapping) for c in calls):
+            return None
+        found[name] = [{k: c.get(k) for k in keep} for c in calls]
+    extra = data.get("additional_kwargs")
+    if isinstance(extra, Mapping) and extra.get("function_call") is not None:
+        found["function_call"] = extra["function_call"]
+    return canonical_json(found) if found else ""
+
+
+def _message_fields(message: BaseMessage) -> str:
+    fields = _answer_fields({n: getattr(message, n) for n in _READ if hasattr(message, n)})
+    return canonical_json({"unreadable": repr(message)}) if fields is None else fields
+
+
+def _render(kind: str, content: str, fields: str) -> str:
+    """A turn as one context string: ``"kind: content"``, fields (JSON) after the kind."""
+    return f"{kind}{fields}: {content}"
 
 
 def request_from_turns(
@@ -71,16 +150,27 @@ def request_from_turns(
     params: Mapping[str, Any] | None = None,
     namespace: str = "default",
 ) -> CacheRequest:
-    """The last non-system turn is the text; system turns and earlier turns are the context."""
-    system = "\n".join(content for is_system, _, content in turns if is_system)
-    rest = [(kind, content) for is_system, kind, content in turns if not is_system]
+    """The last non-system turn is the text; system turns and earlier turns are the context.
+
+    The last turn's type and fields are the request's ``turn`` (left empty for a plain
+    human message, so a one-message conversation keys like the bare string).
+    """
+    system = "\n".join(
+        _render("system", t.content, t.fields) if t.fields else t.content for t in turns if t.system
+    )
+    rest = [t for t in turns if not t.system]
+    last = rest[-1] if rest else None
+    turn = ""
+    if last is not None and (last.kind != "human" or last.fields):
+        turn = f"{last.kind}{last.fields}"
     return CacheRequest(
-        text=rest[-1][1] if rest else "",
+        text=last.content if last is not None else "",
         model=model,
         params=dict(params or {}),
         system=system,
-        context=tuple(f"{kind}: {content}" for kind, content in rest[:-1]),
+        context=tuple(_render(t.kind, t.content, t.fields) for t in rest[:-1]),
         namespace=namespace,
+        turn=turn,
     )
 
 
@@ -95,8 +185,11 @@ def request_from_messages(
 
 
 def message_turns(messages: Sequence[BaseMessage]) -> list[Turn]:
-    """The :data:`Turn` s of revived messages."""
-    return [(isinstance(m, SystemMessage), m.type, _content(m)) for m in messages]
+    """The :class:`Turn` s of revived messages."""
+    return [
+        Turn(isinstance(m, SystemMessage), m.type, _content(m), _message_fields(m))
+        for m in messages
+    ]
 
 
 _PLAIN_MESSAGES = {
@@ -112,9 +205,10 @@ _PLAIN_MESSAGES = {
 def serialised_turns(data: Any) -> list[Turn] | None:
     """Turns of a message list serialised by LangChain's ``dumps``, read without reviving.
 
-    Only plain message classes are read this way (``None`` otherwise, e.g. for chunks):
-    their type and content are all a key uses, and reviving each message costs far more
-    than the lookup itself.
+    Only plain message classes are read this way (``None`` otherwise, e.g. for chunks, or
+    for an AI message whose tool calls are only in ``additional_kwargs``): reviving each
+    message costs far more than the lookup itself. The turns equal
+    :func:`message_turns` of the revived messages.
     """
     if not isinstance(data, list) or not data:
         return None
@@ -130,8 +224,14 @@ def serialised_turns(data: Any) -> list[Turn] | None:
         content, kind = kwargs.get("content"), kwargs.get("type")
         if not isinstance(kind, str) or not isinstance(content, (str, list)):
             return None
+        extra = kwargs.get("additional_kwargs")
+        if isinstance(extra, Mapping) and "tool_calls" in extra and "tool_calls" not in kwargs:
+            return None  # reviving parses these into tool_calls
+        fields = _answer_fields(kwargs)
+        if fields is None:
+            return None
         text = content if isinstance(content, str) else canonical_json(content)
-        turns.append((_PLAIN_MESSAGES[ident[3]], kind, text))
+        turns.append(Turn(_PLAIN_MESSAGES[ident[3]], kind, text, fields))
     return turns
 
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from langchain_core.language_models import FakeListChatModel
 from langchain_core.load import dumps
@@ -69,7 +70,7 @@ def test_chunks() -> None:
 def test_llm_cache_prompt_parsing_and_unserialisable_values() -> None:
     assert _turns("[not json") is None
     assert _turns(json.dumps([1, 2])) is None
-    assert _turns(dumps([HumanMessage("q")])) == [(False, "human", "q")]
+    assert _turns(dumps([HumanMessage("q")])) == [(False, "human", "q", "")]
     cache = OscarCache()
 
     cache.update("p", "llm", [Generation(text="ok")])
@@ -99,5 +100,64 @@ def test_serialised_prompts_are_read_like_revived_messages() -> None:
     chunked = json.loads(dumps([SystemMessageChunk(content="s"), HumanMessage("q")]))
     assert serialised_turns(chunked) is None
     assert _turns(dumps([SystemMessageChunk(content="s"), HumanMessage("q")])) == [
-        (True, "SystemMessageChunk", "s"), (False, "human", "q")]  # fmt: skip
+        (True, "SystemMessageChunk", "s", ""), (False, "human", "q", "")]  # fmt: skip
     assert serialised_turns([{"lc": 1, "type": "constructor", "id": ["x"], "kwargs": {}}]) is None
+
+
+def _agent(city: str, call_id: str = "call_1", last: Any = None) -> list[Any]:
+    return [
+        HumanMessage("What's the weather in my city?"),
+        AIMessage("", tool_calls=[{"name": "get_weather", "args": {"city": city}, "id": call_id}]),
+        last if last is not None else ToolMessage("sunny, 21C", tool_call_id=call_id),
+    ]
+
+
+def test_tool_calls_ids_names_and_last_role_are_in_the_key() -> None:
+    base = request_from_messages(_agent("Paris"), "m")
+    variants = [
+        _agent("London"),  # other tool-call arguments
+        _agent("Paris", call_id="call_2"),  # other tool-call id (and the answer's id)
+        _agent("Paris", last=ToolMessage("sunny, 21C", tool_call_id="call_9")),
+        _agent("Paris", last=ToolMessage("sunny, 21C", tool_call_id="call_1", status="error")),
+        _agent("Paris", last=HumanMessage("sunny, 21C")),  # the last message's role
+        _agent("Paris", last=AIMessage("sunny, 21C")),
+        _agent("Paris", last=ChatMessage(role="critic", content="sunny, 21C")),
+        _agent("Paris", last=HumanMessage("sunny, 21C", name="bob")),
+        [*_agent("Paris")[:1], AIMessage("", tool_calls=[
+            {"name": "get_time", "args": {"city": "Paris"}, "id": "call_1"}]), _agent("Paris")[2]],
+    ]  # fmt: skip
+    keys = {request_from_messages(v, "m").exact_key() for v in variants}
+    parts = {request_from_messages(v, "m").partition() for v in variants}
+    assert len(keys) == len(parts) == len(variants) and base.exact_key() not in keys
+    assert base.partition() not in parts  # a semantic hit needs the same tool fields too
+    # a plain question keys like the bare string, as before
+    assert (
+        request_from_messages([HumanMessage("q")]).exact_key()
+        == request_from_input("q").exact_key()
+    )
+
+
+def test_tool_fields_are_read_alike_from_serialised_and_revived_messages() -> None:
+    conversation = [
+        *_agent("Paris"),
+        AIMessage("x", invalid_tool_calls=[{"name": "f", "args": "{", "id": "2", "error": "bad"}]),
+        AIMessage("", additional_kwargs={"function_call": {"name": "f", "arguments": "{}"}}),
+        HumanMessage("q", name="bob"),
+    ]
+    data = json.loads(dumps(conversation))
+    assert serialised_turns(data) == message_turns(decode_value(data))
+    assert [t.fields != "" for t in message_turns(conversation)] == [
+        False, True, True, True, True, True]  # fmt: skip
+    # tool calls given only in additional_kwargs (older dumps) are revived, then read
+    legacy = {"lc": 1, "type": "constructor", "id": ["langchain", "schema", "messages", "AIMessage"],
+              "kwargs": {"content": "", "type": "ai", "additional_kwargs": {"tool_calls": [
+                  {"id": "c", "type": "function", "function": {"name": "g", "arguments": "{}"}}]}}}  # fmt: skip
+    assert serialised_turns([legacy]) is None
+    assert '"name":"g"' in (_turns(json.dumps([legacy])) or [])[0].fields
+
+
+def test_llm_cache_tells_agent_conversations_apart() -> None:
+    cache = OscarCache()
+    cache.update(dumps(_agent("Paris")), "llm", [Generation(text="Paris is sunny")])
+    assert cache.lookup(dumps(_agent("London")), "llm") is None
+    assert cache.lookup(dumps(_agent("Paris")), "llm") == [Generation(text="Paris is sunny")]
