@@ -38,9 +38,11 @@ from oscar_langchain.cache.core import CacheRequest, canonical_json
 
 __all__ = [
     "ANSWER_FIELDS",
+    "NON_ANSWER_CONFIGURABLE",
     "Turn",
     "UnserialisableValueError",
     "assemble_chunks",
+    "configurable_params",
     "decode_value",
     "encode_value",
     "message_turns",
@@ -270,6 +272,40 @@ def request_from_input(
                 namespace=namespace,
             )
     return CacheRequest(canonical_json(value), model, dict(params or {}), namespace=namespace)
+
+
+NON_ANSWER_CONFIGURABLE = frozenset(
+    {
+        "thread_id",
+        "checkpoint_id",
+        "checkpoint_ns",
+        "checkpoint_map",
+        "checkpoint_during",
+        "run_id",
+        "task_id",
+        "langgraph_request_id",
+        "x-request-id",
+    }
+)
+"""``config["configurable"]`` keys left out of keys: sessions, checkpoints and run ids
+(LangGraph's among them). Keys starting with ``__`` (framework internals such as
+``__pregel_send``) are left out too. Every other key is kept: an unfamiliar one can only
+cause a miss, never a wrong hit."""
+
+
+def configurable_params(config: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The cache-key parameters of a call's config: ``{"configurable": {...}}`` or ``{}``.
+
+    ``configurable_alternatives`` and ``configurable_fields`` pick another model or other
+    field values per call, so the values that can change the answer go into the key.
+    """
+    configurable = (config or {}).get("configurable") or {}
+    kept = {
+        k: v
+        for k, v in configurable.items()
+        if k not in NON_ANSWER_CONFIGURABLE and not str(k).startswith("__")
+    }
+    return {"configurable": kept} if kept else {}
 
 
 def model_identity(runnable: Runnable[Any, Any]) -> tuple[str, dict[str, Any]]:

@@ -34,6 +34,7 @@ from oscar_langchain._runnable import OscarRunnable, aannotate_run, annotate_run
 from oscar_langchain.cache.adapters import (
     UnserialisableValueError,
     assemble_chunks,
+    configurable_params,
     decode_value,
     encode_value,
     model_identity,
@@ -90,10 +91,11 @@ class CachedRunnable(OscarRunnable[Any, Any]):
 
     # -- pure-ish helpers shared by every path ------------------------------------------
 
-    def _request(self, input: Any) -> CacheRequest:
+    def _request(self, input: Any, config: RunnableConfig | None = None) -> CacheRequest:
         if self._identity is None:
             self._identity = model_identity(self.runnable)
         model, params = self._identity
+        params = {**params, **configurable_params(config)}
         return request_from_input(input, self.model_id or model, params, self.namespace)
 
     def _single_flight(self, request: CacheRequest) -> bool:
@@ -173,7 +175,7 @@ class CachedRunnable(OscarRunnable[Any, Any]):
     def _invoke(
         self, input: Any, run_manager: CallbackManagerForChainRun, config: RunnableConfig
     ) -> Any:
-        request = self._request(input)
+        request = self._request(input, config)
 
         def call() -> tuple[Any, Lookup, bool]:
             return self._lookup_or_call(input, request, run_manager, config)
@@ -188,7 +190,7 @@ class CachedRunnable(OscarRunnable[Any, Any]):
     async def _ainvoke(
         self, input: Any, run_manager: AsyncCallbackManagerForChainRun, config: RunnableConfig
     ) -> Any:
-        request = self._request(input)
+        request = self._request(input, config)
 
         async def call() -> tuple[Any, Lookup, bool]:
             return await self._alookup_or_call(input, request, run_manager, config)
@@ -205,7 +207,7 @@ class CachedRunnable(OscarRunnable[Any, Any]):
     def _stream(
         self, input: Any, run_manager: CallbackManagerForChainRun, config: RunnableConfig
     ) -> Iterator[Any]:
-        request = self._request(input)
+        request = self._request(input, config)
         lookup = self.cache.lookup(request)
         ok, value, chunks = self._decode_hit(lookup)
         annotate_run(run_manager, self._attributes(lookup, ok))
@@ -223,7 +225,7 @@ class CachedRunnable(OscarRunnable[Any, Any]):
     async def _astream(
         self, input: Any, run_manager: AsyncCallbackManagerForChainRun, config: RunnableConfig
     ) -> AsyncIterator[Any]:
-        request = self._request(input)
+        request = self._request(input, config)
         lookup = await self.cache.alookup(request)
         ok, value, chunks = self._decode_hit(lookup)
         await aannotate_run(run_manager, self._attributes(lookup, ok))
