@@ -15,7 +15,9 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import re
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
@@ -308,13 +310,48 @@ def configurable_params(config: Mapping[str, Any] | None) -> dict[str, Any]:
     return {"configurable": kept} if kept else {}
 
 
+_VOLATILE = (
+    (re.compile(r" at 0x[0-9a-fA-F]+"), ""),  # <function f at 0x7f...>: differs per process
+    (re.compile(r", state=(?:closed|open|half_open|forced_open)\)"), ")"),  # breaker state
+)
+
+
+def _stable(text: str) -> str:
+    """``text`` without memory addresses and live breaker states (same in every process)."""
+    for pattern, replacement in _VOLATILE:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def _runnables_in(value: Any, depth: int = 2) -> list[Runnable[Any, Any]]:
+    """Runnables held by a field value, directly or in lists, dicts and dataclasses."""
+    if isinstance(value, Runnable):
+        return [value]
+    if depth == 0:
+        return []
+    if isinstance(value, Mapping):
+        items: list[Any] = list(value.values())
+    elif isinstance(value, (list, tuple)):
+        items = list(value)
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        items = [getattr(value, f.name) for f in dataclasses.fields(value)]
+    else:
+        return []
+    return [r for item in items for r in _runnables_in(item, depth - 1)]
+
+
 def model_identity(runnable: Runnable[Any, Any]) -> tuple[str, dict[str, Any]]:
     """``(identity, parameters)`` of a runnable, for cache keys.
 
     A language model gives its type and invocation parameters (``temperature`` included);
     a binding (``model.bind(stop=...)``) adds its bound arguments; any other runnable
     (a chain, a retriever, a lambda) is fingerprinted by a hash of its JSON
-    serialisation, so two different chains never share keys.
+    serialisation, so two different chains never share keys. A runnable with no JSON
+    form (a router, a failover chain) is fingerprinted by its ``repr`` without memory
+    addresses or breaker states, plus the identities of the runnables its fields hold
+    (a router's routes), so the identity is the same in every process and a persistent
+    cache hits after a restart. Functions in such a repr are known by name only (two
+    closures of one factory look alike): give ``model_id`` to tell them apart.
     """
     if isinstance(runnable, RunnableBinding):
         name, bound_params = model_identity(runnable.bound)
@@ -327,10 +364,15 @@ def model_identity(runnable: Runnable[Any, Any]) -> tuple[str, dict[str, Any]]:
             params["temperature"] = temperature
         return str(getattr(runnable, "_llm_type", type(runnable).__name__)), params
     try:
-        fingerprint = canonical_json(dumpd(runnable))
+        data: Any = dumpd(runnable)
     except (TypeError, ValueError):
-        fingerprint = repr(runnable)
-    digest = hashlib.sha256(fingerprint.encode("utf-8")).hexdigest()[:16]
+        data = repr(runnable)
+    parts = [_stable(canonical_json(data))]
+    if not isinstance(data, Mapping) or _contains_unserialisable(data):
+        fields = getattr(type(runnable), "model_fields", {})
+        children = [r for name in fields for r in _runnables_in(getattr(runnable, name, None))]
+        parts.extend(canonical_json(model_identity(child)) for child in children)
+    digest = hashlib.sha256("\n".join(parts).encode("utf-8")).hexdigest()[:16]
     return f"{type(runnable).__qualname__}:{runnable.get_name()}:{digest}", {}
 
 

@@ -1,6 +1,11 @@
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import os
+import subprocess
+import sys
 from typing import Any
 
 from langchain_core.language_models import FakeListChatModel
@@ -20,6 +25,7 @@ from langchain_core.prompt_values import ChatPromptValue
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import RunnableLambda
 
+from oscar_langchain import RouterRunnable
 from oscar_langchain.cache import OscarCache
 from oscar_langchain.cache.adapters import (
     assemble_chunks,
@@ -32,6 +38,7 @@ from oscar_langchain.cache.adapters import (
     to_chunk,
 )
 from oscar_langchain.cache.langchain_cache import _turns
+from oscar_langchain.routing import Route
 
 
 def test_request_from_various_inputs() -> None:
@@ -161,3 +168,39 @@ def test_llm_cache_tells_agent_conversations_apart() -> None:
     cache.update(dumps(_agent("Paris")), "llm", [Generation(text="Paris is sunny")])
     assert cache.lookup(dumps(_agent("London")), "llm") is None
     assert cache.lookup(dumps(_agent("Paris")), "llm") == [Generation(text="Paris is sunny")]
+
+
+_ROUTER_IDENTITY = """
+from langchain_core.language_models import FakeListChatModel
+from oscar_langchain import RouterRunnable
+from oscar_langchain.cache.adapters import model_identity
+from oscar_langchain.routing import Route
+route = Route(name="small", runnable=FakeListChatModel(responses=["a"]), context_window=8192)
+print(model_identity(RouterRunnable(routes=[route]))[0])
+"""
+
+
+def test_router_identity_is_the_same_in_every_process() -> None:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    child = subprocess.run(
+        [sys.executable, "-c", _ROUTER_IDENTITY], capture_output=True, text=True, env=env,
+        check=True, timeout=120,
+    ).stdout.strip()  # fmt: skip
+    here: dict[str, Any] = {}
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        exec(_ROUTER_IDENTITY, here)  # the same script in this process
+    assert child.startswith("RouterRunnable:") and child == out.getvalue().strip()
+
+
+def test_router_identity_covers_its_routes_but_not_breaker_state() -> None:
+    def router(answer: str) -> RouterRunnable:
+        model = FakeListChatModel(responses=[answer])
+        return RouterRunnable(routes=[Route(name="r", runnable=model, context_window=8192)])
+
+    first = router("a")
+    assert model_identity(first) == model_identity(router("a"))
+    assert model_identity(first) != model_identity(router("b"))  # repr hides route runnables
+    before = model_identity(first)
+    assert first.breakers is not None
+    first.breakers["r"].force_open()
+    assert "state=forced_open" in repr(first) and model_identity(first) == before
