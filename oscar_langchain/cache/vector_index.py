@@ -170,6 +170,14 @@ class VectorIndex:
         """The embedding dimension (``None`` until the first vector)."""
         return self._dim
 
+    def pin_dim(self, dim: int) -> None:
+        """Fix the dimension before the first vector; raises if another one is fixed."""
+        with self._lock:
+            if self._dim is None:
+                self._dim = dim
+            elif self._dim != dim:
+                raise ConfigurationError("vector", f"has dimension {dim}, expected {self._dim}")
+
     @property
     def nlist(self) -> int:
         """Number of buckets (1 while the index is exact)."""
