@@ -15,10 +15,12 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import re
 import warnings
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from langchain_core.language_models import BaseLanguageModel
 from langchain_core.load import dumpd, load
@@ -37,9 +39,12 @@ from langchain_core.runnables import Runnable, RunnableBinding
 from oscar_langchain.cache.core import CacheRequest, canonical_json
 
 __all__ = [
+    "ANSWER_FIELDS",
+    "NON_ANSWER_CONFIGURABLE",
     "Turn",
     "UnserialisableValueError",
     "assemble_chunks",
+    "configurable_params",
     "decode_value",
     "encode_value",
     "message_turns",
@@ -61,8 +66,86 @@ def _content(message: BaseMessage) -> str:
     return content if isinstance(content, str) else canonical_json(content)
 
 
-Turn = tuple[bool, str, str]
-"""One message as a cache key sees it: (is a system message, message type, content text)."""
+class Turn(NamedTuple):
+    """One message as a cache key sees it.
+
+    Attributes:
+        system: whether it is a system message.
+        kind: the message type (``"human"``, ``"ai"``, ``"tool"``...).
+        content: the content text (canonical JSON for content blocks).
+        fields: the other fields that can change the answer, as canonical JSON, or ``""``
+            when the message has none (see :data:`ANSWER_FIELDS`).
+    """
+
+    system: bool
+    kind: str
+    content: str
+    fields: str = ""
+
+
+ANSWER_FIELDS = (
+    "name",
+    "role",
+    "tool_calls",
+    "invalid_tool_calls",
+    "tool_call_id",
+    "status",
+    "function_call",
+)
+"""Message fields besides type and content that a key includes: the tool calls an AI
+message made (name, arguments, id), the tool call a tool message answers and its status,
+a chat message's role, a participant name and a legacy ``function_call``. Ids, metadata,
+usage and artifacts never reach the model and are left out."""
+
+_READ = (
+    "name",
+    "role",
+    "tool_calls",
+    "invalid_tool_calls",
+    "tool_call_id",
+    "status",
+    "additional_kwargs",
+)
+
+
+def _answer_fields(data: Mapping[str, Any]) -> str | None:
+    """Canonical JSON of a message's answer-changing fields (``""``: none).
+
+    ``data`` maps field names to values (absent: the default); ``None`` means a field
+    has an unexpected shape, so the caller should revive the message instead.
+    """
+    found: dict[str, Any] = {}
+    for name in ("name", "role", "tool_call_id"):
+        value = data.get(name)
+        if value is None or value == "":
+            continue
+        if not isinstance(value, str):
+            return None
+        found[name] = value
+    if data.get("status") not in (None, "success"):
+        found["status"] = data["status"]
+    for name, keep in (("tool_calls", ("name", "args", "id")),
+                       ("invalid_tool_calls", ("name", "args", "id", "error"))):  # fmt: skip
+        calls = data.get(name)
+        if not calls:
+            continue
+        if not isinstance(calls, list) or not all(isinstance(c, Mapping) for c in calls):
+            return None
+        found[name] = [{k: c.get(k) for k in keep} for c in calls]
+    extra = data.get("additional_kwargs")
+    if isinstance(extra, Mapping) and extra.get("function_call") is not None:
+        found["function_call"] = extra["function_call"]
+    return canonical_json(found) if found else ""
+
+
+def _message_fields(message: BaseMessage) -> str:
+    fields = _answer_fields({n: getattr(message, n) for n in _READ if hasattr(message, n)})
+    return canonical_json({"unreadable": repr(message)}) if fields is None else fields
+
+
+def _render(kind: str, content: str, fields: str) -> str:
+    """A turn as one context string: ``"kind: content"``, fields (JSON) after the kind."""
+    return f"{kind}{fields}: {content}"
 
 
 def request_from_turns(
@@ -71,16 +154,27 @@ def request_from_turns(
     params: Mapping[str, Any] | None = None,
     namespace: str = "default",
 ) -> CacheRequest:
-    """The last non-system turn is the text; system turns and earlier turns are the context."""
-    system = "\n".join(content for is_system, _, content in turns if is_system)
-    rest = [(kind, content) for is_system, kind, content in turns if not is_system]
+    """The last non-system turn is the text; system turns and earlier turns are the context.
+
+    The last turn's type and fields are the request's ``turn`` (left empty for a plain
+    human message, so a one-message conversation keys like the bare string).
+    """
+    system = "\n".join(
+        _render("system", t.content, t.fields) if t.fields else t.content for t in turns if t.system
+    )
+    rest = [t for t in turns if not t.system]
+    last = rest[-1] if rest else None
+    turn = ""
+    if last is not None and (last.kind != "human" or last.fields):
+        turn = f"{last.kind}{last.fields}"
     return CacheRequest(
-        text=rest[-1][1] if rest else "",
+        text=last.content if last is not None else "",
         model=model,
         params=dict(params or {}),
         system=system,
-        context=tuple(f"{kind}: {content}" for kind, content in rest[:-1]),
+        context=tuple(_render(t.kind, t.content, t.fields) for t in rest[:-1]),
         namespace=namespace,
+        turn=turn,
     )
 
 
@@ -95,8 +189,11 @@ def request_from_messages(
 
 
 def message_turns(messages: Sequence[BaseMessage]) -> list[Turn]:
-    """The :data:`Turn` s of revived messages."""
-    return [(isinstance(m, SystemMessage), m.type, _content(m)) for m in messages]
+    """The :class:`Turn` s of revived messages."""
+    return [
+        Turn(isinstance(m, SystemMessage), m.type, _content(m), _message_fields(m))
+        for m in messages
+    ]
 
 
 _PLAIN_MESSAGES = {
@@ -112,9 +209,10 @@ _PLAIN_MESSAGES = {
 def serialised_turns(data: Any) -> list[Turn] | None:
     """Turns of a message list serialised by LangChain's ``dumps``, read without reviving.
 
-    Only plain message classes are read this way (``None`` otherwise, e.g. for chunks):
-    their type and content are all a key uses, and reviving each message costs far more
-    than the lookup itself.
+    Only plain message classes are read this way (``None`` otherwise, e.g. for chunks, or
+    for an AI message whose tool calls are only in ``additional_kwargs``): reviving each
+    message costs far more than the lookup itself. The turns equal
+    :func:`message_turns` of the revived messages.
     """
     if not isinstance(data, list) or not data:
         return None
@@ -130,8 +228,14 @@ def serialised_turns(data: Any) -> list[Turn] | None:
         content, kind = kwargs.get("content"), kwargs.get("type")
         if not isinstance(kind, str) or not isinstance(content, (str, list)):
             return None
+        extra = kwargs.get("additional_kwargs")
+        if isinstance(extra, Mapping) and "tool_calls" in extra and "tool_calls" not in kwargs:
+            return None  # reviving parses these into tool_calls
+        fields = _answer_fields(kwargs)
+        if fields is None:
+            return None
         text = content if isinstance(content, str) else canonical_json(content)
-        turns.append((_PLAIN_MESSAGES[ident[3]], kind, text))
+        turns.append(Turn(_PLAIN_MESSAGES[ident[3]], kind, text, fields))
     return turns
 
 
@@ -172,13 +276,82 @@ def request_from_input(
     return CacheRequest(canonical_json(value), model, dict(params or {}), namespace=namespace)
 
 
+NON_ANSWER_CONFIGURABLE = frozenset(
+    {
+        "thread_id",
+        "checkpoint_id",
+        "checkpoint_ns",
+        "checkpoint_map",
+        "checkpoint_during",
+        "run_id",
+        "task_id",
+        "langgraph_request_id",
+        "x-request-id",
+    }
+)
+"""``config["configurable"]`` keys left out of keys: sessions, checkpoints and run ids
+(LangGraph's among them). Keys starting with ``__`` (framework internals such as
+``__pregel_send``) are left out too. Every other key is kept: an unfamiliar one can only
+cause a miss, never a wrong hit."""
+
+
+def configurable_params(config: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The cache-key parameters of a call's config: ``{"configurable": {...}}`` or ``{}``.
+
+    ``configurable_alternatives`` and ``configurable_fields`` pick another model or other
+    field values per call, so the values that can change the answer go into the key.
+    """
+    configurable = (config or {}).get("configurable") or {}
+    kept = {
+        k: v
+        for k, v in configurable.items()
+        if k not in NON_ANSWER_CONFIGURABLE and not str(k).startswith("__")
+    }
+    return {"configurable": kept} if kept else {}
+
+
+_VOLATILE = (
+    (re.compile(r" at 0x[0-9a-fA-F]+"), ""),  # <function f at 0x7f...>: differs per process
+    (re.compile(r", state=(?:closed|open|half_open|forced_open)\)"), ")"),  # breaker state
+)
+
+
+def _stable(text: str) -> str:
+    """``text`` without memory addresses and live breaker states (same in every process)."""
+    for pattern, replacement in _VOLATILE:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def _runnables_in(value: Any, depth: int = 2) -> list[Runnable[Any, Any]]:
+    """Runnables held by a field value, directly or in lists, dicts and dataclasses."""
+    if isinstance(value, Runnable):
+        return [value]
+    if depth == 0:
+        return []
+    if isinstance(value, Mapping):
+        items: list[Any] = list(value.values())
+    elif isinstance(value, (list, tuple)):
+        items = list(value)
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        items = [getattr(value, f.name) for f in dataclasses.fields(value)]
+    else:
+        return []
+    return [r for item in items for r in _runnables_in(item, depth - 1)]
+
+
 def model_identity(runnable: Runnable[Any, Any]) -> tuple[str, dict[str, Any]]:
     """``(identity, parameters)`` of a runnable, for cache keys.
 
     A language model gives its type and invocation parameters (``temperature`` included);
     a binding (``model.bind(stop=...)``) adds its bound arguments; any other runnable
     (a chain, a retriever, a lambda) is fingerprinted by a hash of its JSON
-    serialisation, so two different chains never share keys.
+    serialisation, so two different chains never share keys. A runnable with no JSON
+    form (a router, a failover chain) is fingerprinted by its ``repr`` without memory
+    addresses or breaker states, plus the identities of the runnables its fields hold
+    (a router's routes), so the identity is the same in every process and a persistent
+    cache hits after a restart. Functions in such a repr are known by name only (two
+    closures of one factory look alike): give ``model_id`` to tell them apart.
     """
     if isinstance(runnable, RunnableBinding):
         name, bound_params = model_identity(runnable.bound)
@@ -191,10 +364,15 @@ def model_identity(runnable: Runnable[Any, Any]) -> tuple[str, dict[str, Any]]:
             params["temperature"] = temperature
         return str(getattr(runnable, "_llm_type", type(runnable).__name__)), params
     try:
-        fingerprint = canonical_json(dumpd(runnable))
+        data: Any = dumpd(runnable)
     except (TypeError, ValueError):
-        fingerprint = repr(runnable)
-    digest = hashlib.sha256(fingerprint.encode("utf-8")).hexdigest()[:16]
+        data = repr(runnable)
+    parts = [_stable(canonical_json(data))]
+    if not isinstance(data, Mapping) or _contains_unserialisable(data):
+        fields = getattr(type(runnable), "model_fields", {})
+        children = [r for name in fields for r in _runnables_in(getattr(runnable, name, None))]
+        parts.extend(canonical_json(model_identity(child)) for child in children)
+    digest = hashlib.sha256("\n".join(parts).encode("utf-8")).hexdigest()[:16]
     return f"{type(runnable).__qualname__}:{runnable.get_name()}:{digest}", {}
 
 

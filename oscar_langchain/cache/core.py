@@ -4,7 +4,9 @@ Nothing here imports LangChain. A :class:`CacheRequest` is what every shell turn
 input into: the text to match (the last user message), the conversation context that
 precedes it, the model identity and the generation parameters.
 
-**Exact keys** hash the normalised text, the whole context, the model identity, the
+**Exact keys** hash the normalised text, the whole context (each message with its
+type and the fields that reach the model: tool calls, tool call ids, names), the type
+and fields of the message the text comes from, the model identity, the
 namespace and every parameter that can change the answer (everything except transport
 settings such as ``timeout`` or ``api_key``; unknown parameters are kept, so an
 unfamiliar option can only cause a miss, never a wrong hit).
@@ -173,6 +175,9 @@ class CacheRequest:
         system: the system prompt, if any.
         context: the messages before ``text``, each already rendered to a string.
         namespace: a user namespace (tenant, application) keys never cross.
+        turn: what the text is when it is not a plain user message: the last message's
+            type and answer-changing fields (tool calls, tool call id, name...), which
+            exact and semantic keys both match exactly; ``""`` for a plain prompt.
     """
 
     text: str
@@ -181,6 +186,7 @@ class CacheRequest:
     system: str = ""
     context: tuple[str, ...] = ()
     namespace: str = "default"
+    turn: str = ""
 
     @property
     def temperature(self) -> float | None:
@@ -206,6 +212,7 @@ class CacheRequest:
             canonical_json(self.answer_params()),
             normalise_text(system),
             canonical_json([normalise_text(c) for c in context]),
+            *self._turn_part(),
         )
 
     def exact_key(self, slot: int = 0) -> str:
@@ -218,8 +225,13 @@ class CacheRequest:
             normalise_text(self.system),
             canonical_json([normalise_text(c) for c in self.context]),
             self.normalised_text(),
+            *self._turn_part(),
         )
         return f"{key}#{slot}" if slot else key
+
+    def _turn_part(self) -> tuple[str, ...]:
+        # Only when set, so the keys of plain prompts are those of earlier versions.
+        return (f"turn:{self.turn}",) if self.turn else ()
 
 
 @dataclass

@@ -5,8 +5,11 @@ The lookup logic is written once, as a generator that *yields* the I/O it needs
 vectors) and receives the results. :meth:`CacheEngine.lookup` drives it with blocking
 calls and :meth:`CacheEngine.alookup` with awaits, so sync and async cannot drift.
 
-A backend failure or a corrupt entry is a miss plus an error event (``on_event`` and
-``stats().errors``), never an exception for the caller.
+A backend failure, a corrupt entry or vector, or an embedding of another dimension than
+the index's is a miss plus an error event (``on_event`` and ``stats().errors``), never an
+exception for the caller. The first embedding fixes the index's dimension: after a
+change of embedding model, vectors stored with the old one are skipped (one error event
+per sync) and their entries answer exact lookups only.
 
 Example:
     >>> from oscar_langchain.cache.core import CacheRequest
@@ -41,7 +44,7 @@ from oscar_langchain.cache.core import (
     TemperaturePolicy,
 )
 from oscar_langchain.cache.guard import Guard, GuardLike, RuleGuard, as_guard
-from oscar_langchain.cache.vector_index import VectorIndex, as_unit_vector
+from oscar_langchain.cache.vector_index import FloatArray, VectorIndex, as_unit_vector
 from oscar_langchain.errors import CacheError, ConfigurationError
 
 __all__ = ["CacheEngine", "CacheEvent", "Lookup"]
@@ -231,12 +234,19 @@ class CacheEngine:
             self.emit("error", key, f"embedding: {vector.error}")
             self._stats.add(misses=1)
             return Lookup(False, key=key)
-        unit = as_unit_vector(vector)
+        unit = self._unit(vector, key)
+        if unit is None:
+            self._stats.add(misses=1)
+            return Lookup(False, key=key)
         synced = yield _Sync()
         if isinstance(synced, _Failure):
             self.emit("error", key, f"index sync: {synced.error}")
+        neighbours = self._search(unit, partition, key)
+        if neighbours is None:
+            self._stats.add(misses=1)
+            return Lookup(False, key=key)
         rejected: list[str] = []
-        for cand_key, score in self.index.search(unit, self.top_k, partition):
+        for cand_key, score in neighbours:
             if score < self.threshold:
                 break
             cand = yield _Get(cand_key)
@@ -272,8 +282,49 @@ class CacheEngine:
         if isinstance(vector, _Failure):
             self.emit("error", key, f"embedding: {vector.error}")
             return Lookup(False, key=key)
+        unit = self._unit(vector, key)
+        if unit is None:
+            return Lookup(False, key=key)
         partition = request.partition(self.context_policy)
-        return Lookup(False, key=key, vector=as_unit_vector(vector).tobytes(), partition=partition)
+        return Lookup(False, key=key, vector=unit.tobytes(), partition=partition)
+
+    # -- vectors: a wrong dimension or a corrupt vector is an error event, never a raise --
+
+    def _unit(self, vector: Any, key: str) -> FloatArray | None:
+        """The unit form of a fresh embedding, or ``None`` (and an error) if it cannot fit.
+
+        The first embedding fixes the index's dimension, so vectors other writers stored
+        with an older embedding model are the ones skipped (see :meth:`_index_add`).
+        """
+        try:
+            unit = as_unit_vector(vector)
+            self.index.pin_dim(int(unit.shape[0]))
+        except (ValueError, TypeError) as exc:
+            self.emit("error", key, f"embedding: {exc} (semantic lookup skipped)")
+            return None
+        return unit
+
+    def _search(self, unit: FloatArray, partition: str, key: str) -> list[tuple[str, float]] | None:
+        try:
+            return self.index.search(unit, self.top_k, partition)
+        except ConfigurationError as exc:  # the dimension, fixed by another thread meanwhile
+            self.emit("error", key, f"embedding: {exc} (semantic lookup skipped)")
+            return None
+
+    def _index_add(self, items: Sequence[tuple[str, bytes, str]]) -> None:
+        """Index ``(key, vector bytes, partition)`` rows; unusable ones are one error event."""
+        skipped: list[str] = []
+        for key, raw, partition in items:
+            try:
+                self.index.add(key, np.frombuffer(raw, dtype=np.float32), partition)
+            except ValueError as exc:  # corrupt bytes or another dimension
+                skipped.append(f"{key[:16]}: {exc}")
+        if skipped:
+            self.emit(
+                "error",
+                "",
+                f"{len(skipped)} vector(s) not indexed (exact lookups only), e.g. {skipped[0]}",
+            )
 
     # -- drivers ------------------------------------------------------------------------
 
@@ -283,10 +334,7 @@ class CacheEngine:
             if cursor <= self._cursor:
                 return
             self._cursor = cursor
-        for change in changes:
-            self.index.add(
-                change.key, np.frombuffer(change.vector, dtype=np.float32), change.partition
-            )
+        self._index_add([(c.key, c.vector, c.partition) for c in changes])
 
     def _do(self, op: _Op) -> Any:
         if isinstance(op, _Get):
@@ -383,8 +431,7 @@ class CacheEngine:
 
     def _after_put(self, record: Record, evicted: list[str]) -> None:
         if record.vector is not None:
-            vec = np.frombuffer(record.vector, dtype=np.float32)
-            self.index.add(record.key, vec, record.partition)
+            self._index_add([(record.key, record.vector, record.partition)])
         for key in evicted:
             self.index.remove(key)
         self._stats.add(evictions=len(evicted))

@@ -36,6 +36,7 @@ from oscar_langchain._runnable import OscarRunnable, aannotate_run, annotate_run
 from oscar_langchain.cache.adapters import (
     UnserialisableValueError,
     assemble_chunks,
+    configurable_params,
     decode_value,
     encode_value,
     model_identity,
@@ -92,13 +93,21 @@ class CachedRunnable(OscarRunnable[Any, Any]):
 
     # -- pure-ish helpers shared by every path ------------------------------------------
 
-    def _request(self, input: Any, call_kwargs: Mapping[str, Any] | None = None) -> CacheRequest:
-        """The request's key material; ``call_kwargs`` (``stop=...``) join the params."""
+    def _request(
+        self,
+        input: Any,
+        config: RunnableConfig | None = None,
+        call_kwargs: Mapping[str, Any] | None = None,
+    ) -> CacheRequest:
+        """The request's key material.
+
+        Its params: the model's identity, ``config["configurable"]`` (see
+        ``configurable_params``) and ``call_kwargs`` (``stop=...``).
+        """
         if self._identity is None:
             self._identity = model_identity(self.runnable)
         model, params = self._identity
-        if call_kwargs:
-            params = {**params, **call_kwargs}
+        params = {**params, **configurable_params(config), **(call_kwargs or {})}
         return request_from_input(input, self.model_id or model, params, self.namespace)
 
     def _single_flight(self, request: CacheRequest) -> bool:
@@ -184,7 +193,7 @@ class CachedRunnable(OscarRunnable[Any, Any]):
         config: RunnableConfig,
         **kwargs: Any,
     ) -> Any:
-        request = self._request(input, call_kwargs=kwargs)
+        request = self._request(input, config, call_kwargs=kwargs)
 
         def call() -> tuple[Any, Lookup, bool]:
             return self._lookup_or_call(input, request, run_manager, config, kwargs)
@@ -203,7 +212,7 @@ class CachedRunnable(OscarRunnable[Any, Any]):
         config: RunnableConfig,
         **kwargs: Any,
     ) -> Any:
-        request = self._request(input, call_kwargs=kwargs)
+        request = self._request(input, config, call_kwargs=kwargs)
 
         async def call() -> tuple[Any, Lookup, bool]:
             return await self._alookup_or_call(input, request, run_manager, config, kwargs)
@@ -224,7 +233,7 @@ class CachedRunnable(OscarRunnable[Any, Any]):
         config: RunnableConfig,
         **kwargs: Any,
     ) -> Iterator[Any]:
-        request = self._request(input, call_kwargs=kwargs)
+        request = self._request(input, config, call_kwargs=kwargs)
         lookup = self.cache.lookup(request)
         ok, value, chunks = self._decode_hit(lookup)
         annotate_run(run_manager, self._attributes(lookup, ok))
@@ -246,7 +255,7 @@ class CachedRunnable(OscarRunnable[Any, Any]):
         config: RunnableConfig,
         **kwargs: Any,
     ) -> AsyncIterator[Any]:
-        request = self._request(input, call_kwargs=kwargs)
+        request = self._request(input, config, call_kwargs=kwargs)
         lookup = await self.cache.alookup(request)
         ok, value, chunks = self._decode_hit(lookup)
         await aannotate_run(run_manager, self._attributes(lookup, ok))

@@ -162,13 +162,24 @@ class VectorIndex:
         self._centroids: FloatArray | None = None
         self._trained_at = 0
         self._where: dict[str, tuple[int, int]] = {}  # key -> (bucket, row)
-        self._part_ids: dict[str, int] = {}
+        self._part_ids: dict[str, int] = {}  # partition -> id, while it has rows
+        self._part_rows: dict[int, int] = {}  # id -> rows (reference count)
+        self._part_names: dict[int, str] = {}
+        self._free_ids: list[int] = []
         self._lock = threading.Lock()
 
     @property
     def dim(self) -> int | None:
         """The embedding dimension (``None`` until the first vector)."""
         return self._dim
+
+    def pin_dim(self, dim: int) -> None:
+        """Fix the dimension before the first vector; raises if another one is fixed."""
+        with self._lock:
+            if self._dim is None:
+                self._dim = dim
+            elif self._dim != dim:
+                raise ConfigurationError("vector", f"has dimension {dim}, expected {self._dim}")
 
     @property
     def nlist(self) -> int:
@@ -181,11 +192,27 @@ class VectorIndex:
     def __contains__(self, key: object) -> bool:
         return key in self._where
 
-    def _part_id(self, partition: str) -> int:
+    @property
+    def partitions(self) -> int:
+        """Number of partitions with rows (ids are freed with their last row)."""
+        return len(self._part_ids)
+
+    def _acquire(self, partition: str) -> int:
         pid = self._part_ids.get(partition)
         if pid is None:
-            pid = self._part_ids[partition] = len(self._part_ids) + 1
+            pid = self._free_ids.pop() if self._free_ids else len(self._part_ids) + 1
+            self._part_ids[partition], self._part_names[pid] = pid, partition
+        self._part_rows[pid] = self._part_rows.get(pid, 0) + 1
         return pid
+
+    def _release(self, pid: int) -> None:
+        left = self._part_rows[pid] - 1
+        if left:
+            self._part_rows[pid] = left
+            return
+        del self._part_rows[pid]
+        del self._part_ids[self._part_names.pop(pid)]
+        self._free_ids.append(pid)
 
     def _bucket_for(self, unit: FloatArray) -> int:
         if self._centroids is None:
@@ -204,6 +231,7 @@ class VectorIndex:
         if where is None:
             return False
         b, row = where
+        self._release(int(self._buckets[b].parts[row]))
         moved = self._buckets[b].pop(row)
         if moved is not None:
             self._where[moved] = (b, row)
@@ -235,7 +263,7 @@ class VectorIndex:
             if self._dim is None:
                 self._dim = int(unit.shape[0])
             self._delete(key)
-            self._insert(key, unit, self._part_id(partition))
+            self._insert(key, unit, self._acquire(partition))
             self._maybe_train()
 
     def remove(self, key: str) -> bool:
@@ -248,6 +276,8 @@ class VectorIndex:
         with self._lock:
             self._buckets, self._where = [], {}
             self._centroids, self._trained_at = None, 0
+            self._part_ids, self._part_rows, self._part_names = {}, {}, {}
+            self._free_ids = []
 
     def _probe(self, query: FloatArray) -> list[int]:
         if self._centroids is None:

@@ -1,6 +1,12 @@
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import os
+import subprocess
+import sys
+from typing import Any
 
 from langchain_core.language_models import FakeListChatModel
 from langchain_core.load import dumps
@@ -19,6 +25,7 @@ from langchain_core.prompt_values import ChatPromptValue
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import RunnableLambda
 
+from oscar_langchain import RouterRunnable
 from oscar_langchain.cache import OscarCache
 from oscar_langchain.cache.adapters import (
     assemble_chunks,
@@ -31,6 +38,7 @@ from oscar_langchain.cache.adapters import (
     to_chunk,
 )
 from oscar_langchain.cache.langchain_cache import _turns
+from oscar_langchain.routing import Route
 
 
 def test_request_from_various_inputs() -> None:
@@ -69,7 +77,7 @@ def test_chunks() -> None:
 def test_llm_cache_prompt_parsing_and_unserialisable_values() -> None:
     assert _turns("[not json") is None
     assert _turns(json.dumps([1, 2])) is None
-    assert _turns(dumps([HumanMessage("q")])) == [(False, "human", "q")]
+    assert _turns(dumps([HumanMessage("q")])) == [(False, "human", "q", "")]
     cache = OscarCache()
 
     cache.update("p", "llm", [Generation(text="ok")])
@@ -99,5 +107,100 @@ def test_serialised_prompts_are_read_like_revived_messages() -> None:
     chunked = json.loads(dumps([SystemMessageChunk(content="s"), HumanMessage("q")]))
     assert serialised_turns(chunked) is None
     assert _turns(dumps([SystemMessageChunk(content="s"), HumanMessage("q")])) == [
-        (True, "SystemMessageChunk", "s"), (False, "human", "q")]  # fmt: skip
+        (True, "SystemMessageChunk", "s", ""), (False, "human", "q", "")]  # fmt: skip
     assert serialised_turns([{"lc": 1, "type": "constructor", "id": ["x"], "kwargs": {}}]) is None
+
+
+def _agent(city: str, call_id: str = "call_1", last: Any = None) -> list[Any]:
+    return [
+        HumanMessage("What's the weather in my city?"),
+        AIMessage("", tool_calls=[{"name": "get_weather", "args": {"city": city}, "id": call_id}]),
+        last if last is not None else ToolMessage("sunny, 21C", tool_call_id=call_id),
+    ]
+
+
+def test_tool_calls_ids_names_and_last_role_are_in_the_key() -> None:
+    base = request_from_messages(_agent("Paris"), "m")
+    variants = [
+        _agent("London"),  # other tool-call arguments
+        _agent("Paris", call_id="call_2"),  # other tool-call id (and the answer's id)
+        _agent("Paris", last=ToolMessage("sunny, 21C", tool_call_id="call_9")),
+        _agent("Paris", last=ToolMessage("sunny, 21C", tool_call_id="call_1", status="error")),
+        _agent("Paris", last=HumanMessage("sunny, 21C")),  # the last message's role
+        _agent("Paris", last=AIMessage("sunny, 21C")),
+        _agent("Paris", last=ChatMessage(role="critic", content="sunny, 21C")),
+        _agent("Paris", last=HumanMessage("sunny, 21C", name="bob")),
+        [*_agent("Paris")[:1], AIMessage("", tool_calls=[
+            {"name": "get_time", "args": {"city": "Paris"}, "id": "call_1"}]), _agent("Paris")[2]],
+    ]  # fmt: skip
+    keys = {request_from_messages(v, "m").exact_key() for v in variants}
+    parts = {request_from_messages(v, "m").partition() for v in variants}
+    assert len(keys) == len(parts) == len(variants) and base.exact_key() not in keys
+    assert base.partition() not in parts  # a semantic hit needs the same tool fields too
+    # a plain question keys like the bare string, as before
+    assert (
+        request_from_messages([HumanMessage("q")]).exact_key()
+        == request_from_input("q").exact_key()
+    )
+
+
+def test_tool_fields_are_read_alike_from_serialised_and_revived_messages() -> None:
+    conversation = [
+        *_agent("Paris"),
+        AIMessage("x", invalid_tool_calls=[{"name": "f", "args": "{", "id": "2", "error": "bad"}]),
+        AIMessage("", additional_kwargs={"function_call": {"name": "f", "arguments": "{}"}}),
+        HumanMessage("q", name="bob"),
+    ]
+    data = json.loads(dumps(conversation))
+    assert serialised_turns(data) == message_turns(decode_value(data))
+    assert [t.fields != "" for t in message_turns(conversation)] == [
+        False, True, True, True, True, True]  # fmt: skip
+    # tool calls given only in additional_kwargs (older dumps) are revived, then read
+    legacy = {"lc": 1, "type": "constructor", "id": ["langchain", "schema", "messages", "AIMessage"],
+              "kwargs": {"content": "", "type": "ai", "additional_kwargs": {"tool_calls": [
+                  {"id": "c", "type": "function", "function": {"name": "g", "arguments": "{}"}}]}}}  # fmt: skip
+    assert serialised_turns([legacy]) is None
+    assert '"name":"g"' in (_turns(json.dumps([legacy])) or [])[0].fields
+
+
+def test_llm_cache_tells_agent_conversations_apart() -> None:
+    cache = OscarCache()
+    cache.update(dumps(_agent("Paris")), "llm", [Generation(text="Paris is sunny")])
+    assert cache.lookup(dumps(_agent("London")), "llm") is None
+    assert cache.lookup(dumps(_agent("Paris")), "llm") == [Generation(text="Paris is sunny")]
+
+
+_ROUTER_IDENTITY = """
+from langchain_core.language_models import FakeListChatModel
+from oscar_langchain import RouterRunnable
+from oscar_langchain.cache.adapters import model_identity
+from oscar_langchain.routing import Route
+route = Route(name="small", runnable=FakeListChatModel(responses=["a"]), context_window=8192)
+print(model_identity(RouterRunnable(routes=[route]))[0])
+"""
+
+
+def test_router_identity_is_the_same_in_every_process() -> None:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    child = subprocess.run(
+        [sys.executable, "-c", _ROUTER_IDENTITY], capture_output=True, text=True, env=env,
+        check=True, timeout=120,
+    ).stdout.strip()  # fmt: skip
+    here: dict[str, Any] = {}
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        exec(_ROUTER_IDENTITY, here)  # the same script in this process
+    assert child.startswith("RouterRunnable:") and child == out.getvalue().strip()
+
+
+def test_router_identity_covers_its_routes_but_not_breaker_state() -> None:
+    def router(answer: str) -> RouterRunnable:
+        model = FakeListChatModel(responses=[answer])
+        return RouterRunnable(routes=[Route(name="r", runnable=model, context_window=8192)])
+
+    first = router("a")
+    assert model_identity(first) == model_identity(router("a"))
+    assert model_identity(first) != model_identity(router("b"))  # repr hides route runnables
+    before = model_identity(first)
+    assert first.breakers is not None
+    first.breakers["r"].force_open()
+    assert "state=forced_open" in repr(first) and model_identity(first) == before

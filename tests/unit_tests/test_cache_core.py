@@ -129,6 +129,26 @@ def test_index_edge_cases() -> None:
     assert len(index) == 0 and index.dim == 2
 
 
+def test_partition_ids_are_freed_with_their_last_row_and_reused() -> None:
+    index = VectorIndex(dim=2, ivf_threshold=64)
+    rng = np.random.default_rng(2)
+    for i in range(200):  # a bounded cache: each entry in its own conversation
+        index.add(f"k{i}", rng.normal(size=2), partition=f"conversation {i}")
+        if i >= 10:
+            index.remove(f"k{i - 10}")
+    assert len(index) == index.partitions == 10
+    index.add("k199", [1, 0], "conversation 199")  # replace in the same partition
+    index.add("k198", [0, 1], "other")  # moves k198 to another partition
+    assert index.partitions == 10 and index.search([1, 0], k=1, partition="other")[0][0] == "k198"
+    assert index.search([1, 0], partition="conversation 198") == []
+    for i in range(300):  # partitions survive IVF training and retraining
+        index.add(f"x{i}", rng.normal(size=2), partition="shared")
+    assert index.partitions == 11 and index.nlist > 1
+    assert {k for k, _ in index.search([1, 0], k=400, partition="conversation 199")} == {"k199"}
+    index.clear()
+    assert index.partitions == 0
+
+
 # -- guard ---------------------------------------------------------------------------------
 
 

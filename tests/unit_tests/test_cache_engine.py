@@ -2,10 +2,14 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
+from langchain_core.embeddings import DeterministicFakeEmbedding
 
-from oscar_langchain.cache.backends import MemoryBackend, Record
+from oscar_langchain.cache.backends import MemoryBackend, Record, SQLiteBackend
 from oscar_langchain.cache.core import CacheRequest, ContextPolicy, TemperaturePolicy
 from oscar_langchain.cache.engine import CacheEngine, CacheEvent
 from oscar_langchain.embeddings import OfflineEmbeddings
@@ -204,3 +208,40 @@ def test_false_hit_set_with_offline_embeddings() -> None:
     for category in ("negation", "entity", "number", "date", "scope"):
         assert guarded[f"false_hits.{category}"] == 0, category
     assert len(PAIRS) >= 50
+
+
+def _fake_embed(dim: int) -> Callable[[list[str]], list[list[float]]]:
+    return DeterministicFakeEmbedding(size=dim).embed_documents
+
+
+def test_another_embedding_dimension_is_a_miss_and_an_error_not_a_raise(tmp_path: Path) -> None:
+    path = str(tmp_path / "c.db")
+    old = CacheEngine(SQLiteBackend(path), embed=_fake_embed(8))
+    first = CacheRequest("what is the capital of france", "m")
+    old.store(first, "Paris", old.lookup(first))
+    events: list[CacheEvent] = []
+    new = CacheEngine(SQLiteBackend(path), embed=_fake_embed(16), on_event=events.append)
+    again = CacheRequest("what is the capital of france?", "m")
+    assert not new.lookup(again).hit  # the 8-dim row is skipped, not raised on
+    assert "dimension 8, expected 16" in events[0].detail and new.stats()["errors"] == 1
+    new.store(again, "Paris", new.prepare(again))  # new entries index and hit as usual
+    assert new.lookup(again).hit and new.stats()["errors"] == 1
+    # the old engine reads the new 16-dim row: one error, then misses, never a raise
+    other = CacheRequest("what is the capital of germany", "m")
+    assert not old.lookup(other).hit
+    assert old.stats()["errors"] == 1
+    # an embedder changing dimension in one engine: the store is exact-only, no raise
+    flip = iter([_fake_embed(8), _fake_embed(16)])
+    fickle = CacheEngine(embed=lambda texts: next(flip)(texts), on_event=events.append)
+    assert not fickle.lookup(first).hit and not fickle.lookup(other).hit
+    assert fickle.stats()["errors"] == 1 and "dimension 16, expected 8" in events[-1].detail
+
+
+def test_corrupt_vector_bytes_are_an_error_event(tmp_path: Path) -> None:
+    backend = SQLiteBackend(str(tmp_path / "c.db"))
+    backend.put(Record("k", '"v"', partition="p", text="t", vector=b"\x00" * 5), now=0.0)
+    engine = CacheEngine(backend, embed=_fake_embed(8))
+    req = CacheRequest("a question", "m")
+    assert not engine.lookup(req).hit and engine.stats()["errors"] == 1
+    engine.store(req, "x", replace(engine.prepare(req), vector=b"\x00" * 6))  # corrupt too
+    assert engine.stats()["errors"] == 2 and engine.lookup(req).hit  # exact still works

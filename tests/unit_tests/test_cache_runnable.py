@@ -10,8 +10,10 @@ from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.documents import Document
 from langchain_core.language_models import FakeListChatModel, GenericFakeChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, SystemMessage
-from langchain_core.runnables import RunnableLambda
+from langchain_core.retrievers import BaseRetriever
+from langchain_core.runnables import ConfigurableField, RunnableConfig, RunnableLambda
 from langchain_core.tracers.context import collect_runs
+from pydantic import Field
 
 from oscar_langchain._runnable import ANNOTATION_EVENT
 from oscar_langchain.cache import CachedRunnable, CacheEngine, semantic_engine
@@ -276,3 +278,64 @@ def test_errors_propagate_to_every_waiter_and_are_not_cached() -> None:
     with pytest.raises(ZeroDivisionError):
         failing.invoke("x")
     assert failing.stats()["size"] == 0
+
+
+def test_configurable_alternatives_and_fields_are_in_the_key() -> None:
+    a = FakeListChatModel(responses=["from A"])
+    b = FakeListChatModel(responses=["from B"])
+    alternatives = CachedRunnable(
+        runnable=a.configurable_alternatives(ConfigurableField(id="llm"), default_key="a", b=b)
+    )
+    assert alternatives.invoke("hi", {"configurable": {"llm": "a"}}).content == "from A"
+    assert alternatives.invoke("hi", {"configurable": {"llm": "b"}}).content == "from B"
+    assert alternatives.invoke("hi", {"configurable": {"llm": "b"}}).content == "from B"
+    fields = CachedRunnable(
+        runnable=FakeListChatModel(responses=["default"]).configurable_fields(
+            responses=ConfigurableField(id="responses")
+        )
+    )
+    assert fields.invoke("hi").content == "default"
+    assert fields.invoke("hi", {"configurable": {"responses": ["other"]}}).content == "other"
+    # sessions, checkpoints and framework internals do not change the answer: still a hit
+    session = {"thread_id": "t-2", "checkpoint_ns": "n", "__pregel_send": object()}
+    assert fields.invoke("hi", {"configurable": session}).content == "default"
+    assert fields.stats()["hits"] == 1
+
+
+def test_retriever_search_kwargs_are_in_the_key() -> None:
+    class Retriever(BaseRetriever):
+        search_kwargs: dict[str, Any] = Field(default_factory=dict)
+
+        def _get_relevant_documents(self, query: str, **kwargs: Any) -> list[Document]:
+            return [Document(page_content=f"{query} k={self.search_kwargs.get('k', 4)}")]
+
+    retriever = Retriever().configurable_fields(search_kwargs=ConfigurableField(id="search"))
+    cached = CachedRunnable(runnable=retriever)
+    assert cached.invoke("q")[0].page_content == "q k=4"
+    assert cached.invoke("q", {"configurable": {"search": {"k": 1}}})[0].page_content == "q k=1"
+
+
+def test_single_flight_followers_with_other_configurables_do_not_share() -> None:
+    calls: list[str] = []
+
+    async def answer(x: str, config: RunnableConfig) -> str:
+        who = config["configurable"]["who"]
+        calls.append(who)
+        await gate.wait()
+        return f"{x} from {who}"
+
+    cached = CachedRunnable(runnable=RunnableLambda(answer))
+
+    async def go() -> list[str]:
+        tasks = [
+            asyncio.ensure_future(cached.ainvoke("q", {"configurable": {"who": w}}))
+            for w in ("a", "b", "a")
+        ]
+        for _ in range(100):  # let every task reach the model or its flight (no clock)
+            await asyncio.sleep(0)
+        gate.set()
+        return list(await asyncio.gather(*tasks))
+
+    gate = asyncio.Event()
+    assert asyncio.run(go()) == ["q from a", "q from b", "q from a"]
+    assert sorted(calls) == ["a", "b"]  # the second "a" followed the first
