@@ -160,6 +160,19 @@ class CacheEngine:
             raise ConfigurationError("top_k", "must be >= 1")
         if ttl is not None and ttl <= 0:
             raise ConfigurationError("ttl", "must be > 0 seconds or None")
+        if backend is not None and not isinstance(backend, CacheBackend):
+            raise ConfigurationError(
+                "backend",
+                f"must be a CacheBackend (MemoryBackend, SQLiteBackend, RedisBackend), "
+                f"got {type(backend).__name__}",
+            )
+        for name, fn in (("embed", embed), ("aembed", aembed)):
+            if fn is not None and not callable(fn):
+                raise ConfigurationError(
+                    name,
+                    f"must be a function of a list of texts, got {type(fn).__name__}: pass "
+                    "embeddings.embed_documents (or use semantic_engine(embeddings))",
+                )
         self.backend = backend if backend is not None else MemoryBackend()
         self.embed = embed
         self.aembed = aembed

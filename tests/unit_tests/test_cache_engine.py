@@ -190,7 +190,9 @@ def test_async_lookup_shares_the_logic() -> None:
 
 def test_engine_arguments_are_validated() -> None:
     for kwargs, name in (({"threshold": 2}, "threshold"), ({"top_k": 0}, "top_k"),
-                         ({"ttl": 0}, "ttl")):  # fmt: skip
+                         ({"ttl": 0}, "ttl"), ({"backend": "sqlite:///x.db"}, "backend"),
+                         ({"embed": OfflineEmbeddings()}, "embed"),
+                         ({"aembed": OfflineEmbeddings()}, "aembed")):  # fmt: skip
         with pytest.raises(ConfigurationError, match=name):
             CacheEngine(**kwargs)
 
