@@ -97,15 +97,8 @@ message made (name, arguments, id), the tool call a tool message answers and its
 a chat message's role, a participant name and a legacy ``function_call``. Ids, metadata,
 usage and artifacts never reach the model and are left out."""
 
-_READ = (
-    "name",
-    "role",
-    "tool_calls",
-    "invalid_tool_calls",
-    "tool_call_id",
-    "status",
-    "additional_kwargs",
-)
+_READ = (*(f for f in ANSWER_FIELDS if f != "function_call"), "additional_kwargs")
+"""Fields read from a serialised message (``function_call`` is in ``additional_kwargs``)."""
 
 
 def _answer_fields(data: Mapping[str, Any]) -> str | None:
