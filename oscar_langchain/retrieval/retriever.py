@@ -81,6 +81,16 @@ def _executor() -> ThreadPoolExecutor:
         return _EXECUTOR
 
 
+def _copies(docs: Mapping[str, Document], ids: Iterable[str]) -> list[Document]:
+    """Copies of the documents with these ids, skipping absent ones.
+
+    One lookup per id: a ``d in docs`` test followed by ``docs[d]`` races a concurrent
+    delete (searches read ``_docs`` without the lock) and raises ``KeyError``.
+    """
+    found = (docs.get(d) for d in ids)
+    return [doc.model_copy(deep=True) for doc in found if doc is not None]
+
+
 def _default_embeddings() -> Embeddings:
     from oscar_langchain.embeddings import OfflineEmbeddings
 
@@ -261,7 +271,7 @@ class HybridRetriever(BaseRetriever):
 
     def get_by_ids(self, ids: Iterable[str]) -> list[Document]:
         """The stored documents with these ids (unknown ids are skipped)."""
-        return [self._docs[d].model_copy(deep=True) for d in ids if d in self._docs]
+        return _copies(self._docs, ids)
 
     # -- search ----------------------------------------------------------------------
     def invoke(
@@ -325,7 +335,7 @@ class HybridRetriever(BaseRetriever):
             "oscar.retrieval.bm25_hits": len(rankings[0]),
             "oscar.retrieval.dense_hits": len(rankings[1]),
         }
-        return [docs[d].model_copy(deep=True) for d, _ in fused[:k] if d in docs], attributes
+        return _copies(docs, (d for d, _ in fused[:k])), attributes
 
     def _get_relevant_documents(
         self,

@@ -357,3 +357,53 @@ def test_zscore_fusion_keeps_a_lone_bm25_match_on_top() -> None:
     # others are known to score 0 there: they get that z-score, not the cats one's.
     assert r.invoke("purr")[0].page_content.startswith("Cats")
     assert r.invoke("purr", fusion="score")[0].page_content.startswith("Cats")
+
+
+class _DeletedAfterFirstLookup(dict[str, Document]):
+    """A documents dict where a concurrent delete lands right after the victim's first lookup.
+
+    Whatever the lookup (``in``, ``[]`` or ``get``), the delete runs between it and the
+    next one: the interleaving a reader racing ``delete`` can see.
+    """
+
+    def __init__(self, retriever: HybridRetriever, victim: str) -> None:
+        super().__init__(retriever._docs)
+        self.retriever, self.victim = retriever, victim
+
+    def _looked_up(self, key: object) -> None:
+        if key == self.victim:
+            self.victim = ""  # once: delete() itself looks the id up
+            self.retriever.delete([str(key)])
+
+    def __contains__(self, key: object) -> bool:
+        present = super().__contains__(key)
+        self._looked_up(key)
+        return present
+
+    def __getitem__(self, key: str) -> Document:
+        doc = super().__getitem__(key)
+        self._looked_up(key)
+        return doc
+
+    def get(self, key: str, default: Any = None) -> Any:
+        doc = super().get(key, default)
+        self._looked_up(key)
+        return doc
+
+
+def test_search_racing_a_delete_does_not_fail(retriever: HybridRetriever) -> None:
+    before = retriever.invoke("sunlight", bm25_weight=1, dense_weight=0)
+    victim = before[0].id
+    assert victim is not None
+    retriever._docs = _DeletedAfterFirstLookup(retriever, victim)
+    # The search is ordered before the delete: it returns what it found, never KeyError.
+    assert retriever.invoke("sunlight", bm25_weight=1, dense_weight=0) == before
+    assert victim not in retriever._docs and victim not in retriever.bm25
+
+
+def test_get_by_ids_racing_a_delete(retriever: HybridRetriever) -> None:
+    victim = retriever.invoke("cats", k=1)[0].id
+    assert victim is not None
+    retriever._docs = _DeletedAfterFirstLookup(retriever, victim)
+    assert [d.id for d in retriever.get_by_ids([victim])] == [victim]
+    assert retriever.get_by_ids([victim]) == []
