@@ -20,8 +20,9 @@ retriever with ``|``. Three steps:
    users (or the quality monitor) report as unhelpful is dropped for that query.
 
 The optimizer is on unless ``enabled=False`` or the call's config says
-``{"configurable": {"query_optimizer_enabled": False}}``; when off it passes the
-query through untouched.
+``{"configurable": {"query_optimizer_enabled": False}}`` (a bool, 0/1, or the strings
+true/false, 1/0, yes/no in any case; anything else is a ``ConfigurationError``); when
+off it passes the query through untouched.
 
 Example:
     >>> from langchain_core.embeddings import DeterministicFakeEmbedding
@@ -60,6 +61,7 @@ from oscar_langchain._runnable import (
     annotate_run,
     reject_call_kwargs,
 )
+from oscar_langchain.retrieval._retriever_util import config_flag
 from oscar_langchain.retrieval.bm25 import BM25Index
 from oscar_langchain.retrieval.retriever import HybridRetriever
 
@@ -321,4 +323,4 @@ class QueryOptimizer(OscarRunnable[str, Any]):
 
 def _toggle(config: RunnableConfig) -> bool | None:
     value = (config.get("configurable") or {}).get("query_optimizer_enabled")
-    return None if value is None else bool(value)
+    return None if value is None else config_flag(value, "query_optimizer_enabled")

@@ -407,3 +407,35 @@ def test_get_by_ids_racing_a_delete(retriever: HybridRetriever) -> None:
     retriever._docs = _DeletedAfterFirstLookup(retriever, victim)
     assert [d.id for d in retriever.get_by_ids([victim])] == [victim]
     assert retriever.get_by_ids([victim]) == []
+
+
+@pytest.mark.parametrize(
+    ("value", "enabled"),
+    [
+        (False, False),
+        (True, True),
+        ("false", False),
+        ("FALSE", False),
+        ("0", False),
+        ("no", False),
+        (" No ", False),
+        (0, False),
+        ("true", True),
+        ("1", True),
+        ("Yes", True),
+        (1, True),
+    ],
+)
+def test_optimizer_toggle_parses_config_values(
+    retriever: HybridRetriever, value: Any, enabled: bool
+) -> None:
+    opt = QueryOptimizer(retriever=retriever, expansion_terms=2)
+    served = opt.invoke("  sunlight ", {"configurable": {"query_optimizer_enabled": value}})
+    assert (served != "  sunlight ") is enabled
+
+
+@pytest.mark.parametrize("value", ["off", "", "maybe", 2, 0.5, [], "enabled"])
+def test_optimizer_toggle_refuses_unclear_values(value: Any) -> None:
+    opt = QueryOptimizer()
+    with pytest.raises(ValueError, match="query_optimizer_enabled"):
+        opt.invoke("q", {"configurable": {"query_optimizer_enabled": value}})
