@@ -439,3 +439,34 @@ def test_optimizer_toggle_refuses_unclear_values(value: Any) -> None:
     opt = QueryOptimizer()
     with pytest.raises(ValueError, match="query_optimizer_enabled"):
         opt.invoke("q", {"configurable": {"query_optimizer_enabled": value}})
+
+
+async def test_optimizer_async_expands_off_the_event_loop(
+    retriever: HybridRetriever, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import contextvars
+    import threading
+
+    from oscar_langchain.retrieval import query_optimizer
+
+    marker: contextvars.ContextVar[str] = contextvars.ContextVar("marker", default="unset")
+    marker.set("caller")
+    seen: list[tuple[str, str]] = []
+    real = query_optimizer.rm3_expansion
+
+    def spy(*args: Any, **kwargs: Any) -> list[tuple[str, float]]:
+        seen.append((threading.current_thread().name, marker.get()))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(query_optimizer, "rm3_expansion", spy)
+    loop_thread = threading.current_thread().name
+    sync_opt = QueryOptimizer(retriever=retriever, expansion_terms=2)
+    async_opt = QueryOptimizer(retriever=retriever, expansion_terms=2)
+    for query in ["wind", " sunlight ", "cats purr"]:
+        assert await async_opt.ainvoke(query) == sync_opt.invoke(query)
+    async_threads = [name for name, _ in seen[0::2]]
+    assert all(name != loop_thread for name in async_threads)  # RM3 ran on a worker...
+    assert all(value == "caller" for _, value in seen)  # ...with the caller's context
+    assert [name for name, _ in seen[1::2]] == [loop_thread] * 3  # sync: in the caller
+    await async_opt.ainvoke("wind")  # a history hit expands nothing
+    assert len(seen) == 6
