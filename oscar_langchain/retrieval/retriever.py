@@ -26,6 +26,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import os
 import threading
 from collections.abc import Collection, Iterable, Mapping, Sequence
@@ -353,7 +354,12 @@ class HybridRetriever(BaseRetriever):
         future = None
         if wd:
             embed = self.embeddings.embed_query
-            future = _executor().submit(lambda: self._dense_search(embed(query), fetch, allowed))
+            # The user's embeddings run on the worker in a copy of the caller's context,
+            # so LangChain's callback/tracing and OpenTelemetry context variables hold.
+            future = _executor().submit(
+                contextvars.copy_context().run,
+                lambda: self._dense_search(embed(query), fetch, allowed),
+            )
         try:
             sparse_hits = self._bm25_side(query, fetch, allowed) if wb else _NO_HITS
         finally:

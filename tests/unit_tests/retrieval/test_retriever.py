@@ -470,3 +470,23 @@ async def test_optimizer_async_expands_off_the_event_loop(
     assert [name for name, _ in seen[1::2]] == [loop_thread] * 3  # sync: in the caller
     await async_opt.ainvoke("wind")  # a history hit expands nothing
     assert len(seen) == 6
+
+
+def test_sync_search_embeds_in_the_callers_context(retriever: HybridRetriever) -> None:
+    import contextvars
+
+    marker: contextvars.ContextVar[str] = contextvars.ContextVar("marker", default="unset")
+    seen: list[str] = []
+
+    class ContextRecording(BagOfWords):
+        def embed_query(self, text: str) -> list[float]:
+            seen.append(marker.get())
+            return super().embed_query(text)
+
+    retriever.embeddings = ContextRecording()
+    token = marker.set("caller")
+    try:
+        retriever.invoke("cats")
+    finally:
+        marker.reset(token)
+    assert seen == ["caller"]  # on the oscar-retrieval worker, in a copy of the context
