@@ -309,8 +309,17 @@ def configurable_params(config: Mapping[str, Any] | None) -> dict[str, Any]:
 
 
 _VOLATILE = (
-    (re.compile(r" at 0x[0-9a-fA-F]+"), ""),  # <function f at 0x7f...>: differs per process
-    (re.compile(r", state=(?:closed|open|half_open|forced_open)\)"), ")"),  # breaker state
+    # <function f at 0x7f...>, <object object at 0x...>: the address differs per process.
+    (re.compile(r" at 0x[0-9a-fA-F]+(?=>)"), ""),
+    # CircuitBreaker('name', state=open) -> CircuitBreaker('name'): the live state. Only
+    # a breaker's repr is matched, so source or text that reads ", state=open)" is kept.
+    (
+        re.compile(
+            r"""(CircuitBreaker\((?:'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")), """
+            r"""state=(?:closed|open|half_open|forced_open)\)"""
+        ),
+        r"\1)",
+    ),
 )
 
 
@@ -319,6 +328,20 @@ def _stable(text: str) -> str:
     for pattern, replacement in _VOLATILE:
         text = pattern.sub(replacement, text)
     return text
+
+
+def _stable_data(data: Any) -> Any:
+    """``data`` (a repr, or dumpd's output) with :func:`_stable` applied to each string.
+
+    Applied before JSON encoding, so the patterns see the reprs as Python wrote them.
+    """
+    if isinstance(data, str):
+        return _stable(data)
+    if isinstance(data, Mapping):
+        return {k: _stable_data(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_stable_data(v) for v in data]
+    return data
 
 
 def _runnables_in(value: Any, depth: int = 2) -> list[Runnable[Any, Any]]:
@@ -365,7 +388,7 @@ def model_identity(runnable: Runnable[Any, Any]) -> tuple[str, dict[str, Any]]:
         data: Any = dumpd(runnable)
     except (TypeError, ValueError):
         data = repr(runnable)
-    parts = [_stable(canonical_json(data))]
+    parts = [canonical_json(_stable_data(data))]
     if not isinstance(data, Mapping) or _contains_unserialisable(data):
         fields = getattr(type(runnable), "model_fields", {})
         children = [r for name in fields for r in _runnables_in(getattr(runnable, name, None))]
