@@ -31,11 +31,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from oscar_langchain._encodings import ENCODINGS
 from oscar_langchain.errors import ConfigurationError, UnknownModelError
 
 __all__ = ["ENCODING_NAMES", "ModelInfo", "ModelRegistry", "default_registry", "estimate_cost"]
 
-ENCODING_NAMES = frozenset({"cl100k_base", "o200k_base"})
+ENCODING_NAMES = frozenset(ENCODINGS)
 """The tiktoken encodings oscar counts with (those :mod:`oscar_langchain.tokens` ships)."""
 
 _MISSING: Any = object()

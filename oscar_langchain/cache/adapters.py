@@ -34,13 +34,17 @@ from langchain_core.messages import (
     message_chunk_to_message,
 )
 from langchain_core.prompt_values import PromptValue
-from langchain_core.runnables import Runnable, RunnableBinding
+from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig
+from langchain_core.runnables.base import RunnableBindingBase
+from langchain_core.runnables.config import merge_configs
+from langchain_core.runnables.configurable import DynamicRunnable
 
 from oscar_langchain.cache.core import CacheRequest, canonical_json
 
 __all__ = [
     "ANSWER_FIELDS",
     "NON_ANSWER_CONFIGURABLE",
+    "SamplingTemperature",
     "Turn",
     "UnserialisableValueError",
     "assemble_chunks",
@@ -52,6 +56,7 @@ __all__ = [
     "request_from_input",
     "request_from_messages",
     "request_from_turns",
+    "sampling_temperature",
     "serialised_turns",
     "to_chunk",
 ]
@@ -304,8 +309,17 @@ def configurable_params(config: Mapping[str, Any] | None) -> dict[str, Any]:
 
 
 _VOLATILE = (
-    (re.compile(r" at 0x[0-9a-fA-F]+"), ""),  # <function f at 0x7f...>: differs per process
-    (re.compile(r", state=(?:closed|open|half_open|forced_open)\)"), ")"),  # breaker state
+    # <function f at 0x7f...>, <object object at 0x...>: the address differs per process.
+    (re.compile(r" at 0x[0-9a-fA-F]+(?=>)"), ""),
+    # CircuitBreaker('name', state=open) -> CircuitBreaker('name'): the live state. Only
+    # a breaker's repr is matched, so source or text that reads ", state=open)" is kept.
+    (
+        re.compile(
+            r"""(CircuitBreaker\((?:'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")), """
+            r"""state=(?:closed|open|half_open|forced_open)\)"""
+        ),
+        r"\1)",
+    ),
 )
 
 
@@ -314,6 +328,20 @@ def _stable(text: str) -> str:
     for pattern, replacement in _VOLATILE:
         text = pattern.sub(replacement, text)
     return text
+
+
+def _stable_data(data: Any) -> Any:
+    """``data`` (a repr, or dumpd's output) with :func:`_stable` applied to each string.
+
+    Applied before JSON encoding, so the patterns see the reprs as Python wrote them.
+    """
+    if isinstance(data, str):
+        return _stable(data)
+    if isinstance(data, Mapping):
+        return {k: _stable_data(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_stable_data(v) for v in data]
+    return data
 
 
 def _runnables_in(value: Any, depth: int = 2) -> list[Runnable[Any, Any]]:
@@ -360,13 +388,82 @@ def model_identity(runnable: Runnable[Any, Any]) -> tuple[str, dict[str, Any]]:
         data: Any = dumpd(runnable)
     except (TypeError, ValueError):
         data = repr(runnable)
-    parts = [_stable(canonical_json(data))]
+    parts = [canonical_json(_stable_data(data))]
     if not isinstance(data, Mapping) or _contains_unserialisable(data):
         fields = getattr(type(runnable), "model_fields", {})
         children = [r for name in fields for r in _runnables_in(getattr(runnable, name, None))]
         parts.extend(canonical_json(model_identity(child)) for child in children)
     digest = hashlib.sha256("\n".join(parts).encode("utf-8")).hexdigest()[:16]
     return f"{type(runnable).__qualname__}:{runnable.get_name()}:{digest}", {}
+
+
+class SamplingTemperature(NamedTuple):
+    """What :func:`sampling_temperature` found.
+
+    Attributes:
+        temperature: the highest temperature of the language models reached (``None``:
+            none gives one).
+        per_call: whether a configurable runnable was resolved with the call's config on
+            the way (the answer can then differ from call to call).
+    """
+
+    temperature: float | None
+    per_call: bool
+
+
+def sampling_temperature(
+    runnable: Runnable[Any, Any], config: RunnableConfig | None = None
+) -> SamplingTemperature:
+    """The highest temperature of the language models ``runnable`` may call.
+
+    The walk goes through bindings (a bound ``temperature`` overrides the model's),
+    ``with_config``/``with_retry``, sequences, parallels, fallbacks, and the runnables
+    held by other runnables' fields (a router's routes, a failover's candidates);
+    configurable runnables (``configurable_fields``, ``configurable_alternatives``) are
+    resolved with ``config``, as they are when called. A runnable that can call a
+    sampling model samples, even if that model is only a fallback. Models called
+    inside a function (``RunnableLambda``) cannot be seen.
+
+    Example:
+        >>> from langchain_core.language_models import FakeListChatModel
+        >>> from langchain_core.output_parsers import StrOutputParser
+        >>> model = FakeListChatModel(responses=["a"])
+        >>> sampling_temperature(model.bind(temperature=0.7) | StrOutputParser())
+        SamplingTemperature(temperature=0.7, per_call=False)
+    """
+    found: list[float] = []
+    per_call = _walk_temperatures(runnable, config, found, set())
+    return SamplingTemperature(max(found) if found else None, per_call)
+
+
+def _walk_temperatures(
+    runnable: Runnable[Any, Any], config: RunnableConfig | None, found: list[float], seen: set[int]
+) -> bool:
+    """Append the temperatures of the models under ``runnable`` to ``found``; per-call?"""
+    if id(runnable) in seen:
+        return False
+    seen.add(id(runnable))
+    if isinstance(runnable, DynamicRunnable):
+        resolved, resolved_config = runnable.prepare(config)
+        _walk_temperatures(resolved, resolved_config, found, seen)
+        return True
+    if isinstance(runnable, RunnableBindingBase):
+        bound_temperature = runnable.kwargs.get("temperature")
+        if isinstance(bound_temperature, (int, float)):
+            found.append(float(bound_temperature))
+            if isinstance(runnable.bound, BaseLanguageModel):
+                return False  # the bound argument overrides the model's own
+        merged = merge_configs(runnable.config, config) if runnable.config else config
+        return _walk_temperatures(runnable.bound, merged, found, seen)
+    if isinstance(runnable, BaseLanguageModel):
+        temperature = model_identity(runnable)[1].get("temperature")
+        if isinstance(temperature, (int, float)):
+            found.append(float(temperature))
+        return False
+    fields = getattr(type(runnable), "model_fields", {})
+    children = [r for name in fields for r in _runnables_in(getattr(runnable, name, None))]
+    per_call = [_walk_temperatures(child, config, found, seen) for child in children]
+    return any(per_call)
 
 
 def _contains_unserialisable(data: Any) -> bool:

@@ -5,7 +5,8 @@ models, a JSON list of messages) and ``llm_string`` describing the model and its
 parameters. ``OscarCache`` revives message lists, so a semantic cache matches on the
 last message with the system prompt and earlier turns as exact context (see
 :mod:`oscar_langchain.cache.core`), and reads ``temperature`` from ``llm_string`` for the
-temperature policy.
+temperature policy (:func:`llm_string_temperature`: a call's temperature overrides the
+model's).
 
 Example:
     >>> from langchain_core.outputs import Generation
@@ -19,9 +20,11 @@ Example:
 
 from __future__ import annotations
 
+import ast
+import functools
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from langchain_core.caches import RETURN_VAL_TYPE, BaseCache
@@ -41,9 +44,88 @@ from oscar_langchain.cache.adapters import (
 from oscar_langchain.cache.core import CacheRequest
 from oscar_langchain.cache.engine import CacheEngine, Lookup
 
-__all__ = ["OscarCache"]
+__all__ = ["OscarCache", "llm_string_temperature"]
 
-_TEMPERATURE = re.compile(r"""['"]temperature['"]\s*[,:]\s*([0-9.]+)""")
+_JSON = json.JSONDecoder()
+_OBJECT_REPR = re.compile(r"<[^<>'\"]*>")  # <object object at 0x...>: not a literal
+# A top-level ``('temperature', value)`` entry of a sorted params repr (after ``[`` or
+# ``), ``), for a string that does not parse; nested dicts write ``'temperature': value``.
+_TOP_LEVEL = re.compile(r"(?:\[|\), )\('temperature', (-?[0-9]+(?:\.[0-9]*)?(?:e[-+]?[0-9]+)?)\)")
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
+def _params_repr(text: str) -> dict[str, Any] | None:
+    """``str(sorted(params.items()))`` read back (object reprs as ``None``), or ``None``."""
+    try:
+        items = ast.literal_eval(_OBJECT_REPR.sub("None", text))
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return None
+    if not isinstance(items, list) or not all(
+        isinstance(i, tuple) and len(i) == 2 and isinstance(i[0], str) for i in items
+    ):
+        return None
+    return dict(items)
+
+
+def _temperature_in(params: Mapping[str, Any]) -> float | None:
+    """``params["temperature"]``, else ``params["model_kwargs"]["temperature"]``."""
+    found = _number(params.get("temperature"))
+    extra = params.get("model_kwargs")
+    if found is None and isinstance(extra, Mapping):
+        found = _number(extra.get("temperature"))
+    return found
+
+
+@functools.lru_cache(maxsize=256)  # one model's llm_string repeats on every call
+def llm_string_temperature(llm_string: str) -> float | None:
+    """The temperature a LangChain ``llm_string`` asks for (``None``: none given).
+
+    langchain-core writes two forms: for a serialisable chat model, its ``dumpd`` JSON,
+    ``"---"`` and the repr of the call's sorted ``(name, value)`` parameters; for other
+    models and LLMs, the repr of the sorted invocation parameters (the call's
+    included). Both are parsed, not searched: a call's temperature overrides the
+    model's, a top-level one ``model_kwargs``'s, and text elsewhere that looks like a
+    temperature (a stop sequence, a tool's schema) is never read. A string that does not
+    parse (another cache's format) is read for a ``('temperature', number)`` entry of a
+    list of pairs only.
+
+    Example:
+        >>> llm_string_temperature('{"kwargs": {"temperature": 0.0}}---[("temperature", 0.9)]')
+        0.9
+        >>> llm_string_temperature("[('stop', ['temperature: 1']), ('temperature', None)]") is None
+        True
+    """
+    serialised: Any = None
+    params_text = llm_string
+    if llm_string.startswith("{"):
+        try:
+            serialised, end = _JSON.raw_decode(llm_string)
+        except ValueError:
+            serialised = None
+        else:
+            if end == len(llm_string):
+                params_text = "[]"
+            elif llm_string.startswith("---", end):
+                params_text = llm_string[end + 3 :]
+            else:
+                serialised = None
+    params = _params_repr(params_text)
+    if params is None:
+        match = _TOP_LEVEL.search(params_text)
+        found = _number(float(match.group(1))) if match else None
+    else:
+        found = _number(params.get("temperature"))
+    kwargs = serialised.get("kwargs") if isinstance(serialised, Mapping) else None
+    if found is None and isinstance(kwargs, Mapping):
+        found = _temperature_in(kwargs)
+    if found is None and params is not None:
+        found = _temperature_in(params)
+    return found
 
 
 def _turns(prompt: str) -> list[Turn] | None:
@@ -92,8 +174,8 @@ class OscarCache(BaseCache):
         self.namespace = namespace
 
     def _request(self, prompt: str, llm_string: str) -> CacheRequest:
-        match = _TEMPERATURE.search(llm_string)
-        params = {"temperature": float(match.group(1))} if match else {}
+        temperature = llm_string_temperature(llm_string)
+        params = {"temperature": temperature} if temperature is not None else {}
         turns = _turns(prompt)
         if turns is not None:
             return request_from_turns(turns, llm_string, params, self.namespace)

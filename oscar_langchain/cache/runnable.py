@@ -6,6 +6,10 @@ arguments (``invoke(x, stop=[...])``, ``.bind(stop=[...])``) are passed on to th
 wrapped runnable and are part of the key. Streams replay the
 cached chunks on a hit and, on a miss, stream through and store the assembled result.
 Concurrent identical misses make one upstream call (single-flight, sync and async).
+The temperature policy sees the temperature of every model the runnable may call, not
+only a bare model's: a chain, a binding, a retry or fallback wrapper, a router or a
+configurable model (resolved with the call's config) holding a sampling model samples
+(see :func:`~oscar_langchain.cache.adapters.sampling_temperature`).
 Each run is annotated with ``oscar.cache.hit``, ``oscar.cache.semantic``,
 ``oscar.cache.similarity``, ``oscar.cache.key`` and ``oscar.cache.shared``.
 
@@ -34,6 +38,7 @@ from pydantic import ConfigDict, Field, PrivateAttr
 
 from oscar_langchain._runnable import OscarRunnable, aannotate_run, annotate_run, child_config
 from oscar_langchain.cache.adapters import (
+    SamplingTemperature,
     UnserialisableValueError,
     assemble_chunks,
     configurable_params,
@@ -41,6 +46,7 @@ from oscar_langchain.cache.adapters import (
     encode_value,
     model_identity,
     request_from_input,
+    sampling_temperature,
     to_chunk,
 )
 from oscar_langchain.cache.core import CacheRequest
@@ -81,6 +87,7 @@ class CachedRunnable(OscarRunnable[Any, Any]):
 
     _flight: SingleFlight = PrivateAttr(default_factory=SingleFlight)
     _identity: tuple[str, dict[str, Any]] | None = PrivateAttr(default=None)
+    _temperature: SamplingTemperature | None = PrivateAttr(default=None)
 
     @classmethod
     def is_lc_serializable(cls) -> bool:
@@ -108,7 +115,25 @@ class CachedRunnable(OscarRunnable[Any, Any]):
             self._identity = model_identity(self.runnable)
         model, params = self._identity
         params = {**params, **configurable_params(config), **(call_kwargs or {})}
+        if "temperature" not in params:
+            temperature = self._sampling(config)
+            if temperature is not None and temperature > 0:
+                params["temperature"] = temperature
         return request_from_input(input, self.model_id or model, params, self.namespace)
+
+    def _sampling(self, config: RunnableConfig | None) -> float | None:
+        """The highest temperature of the models the wrapped runnable calls (with config).
+
+        A chain's identity is a fingerprint with no parameters, so the temperature policy
+        would never see that a model inside it samples; a sampling temperature found here
+        joins the request's params (a deterministic chain's keys stay as they were).
+        """
+        if self._temperature is not None:
+            return self._temperature.temperature
+        found = sampling_temperature(self.runnable, config)
+        if not found.per_call:
+            self._temperature = found
+        return found.temperature
 
     def _single_flight(self, request: CacheRequest) -> bool:
         temperature = request.temperature

@@ -10,8 +10,11 @@ from typing import Any
 from langchain_core.documents import Document
 from langchain_core.runnables import RunnableConfig
 
+from oscar_langchain.errors import ConfigurationError
+
 __all__ = [
     "MetadataFilter",
+    "config_flag",
     "configured",
     "matches",
     "prepare_documents",
@@ -81,3 +84,27 @@ def configured(config: RunnableConfig | None) -> dict[str, Any]:
         return {}
     search_kwargs = (config.get("configurable") or {}).get("search_kwargs") or {}
     return dict(search_kwargs)
+
+
+_FLAGS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
+def config_flag(value: Any, field_name: str) -> bool:
+    """A boolean given in a config: a bool, 0/1, or (case-insensitive) true/false, 1/0, yes/no.
+
+    ``bool("false")`` is true, so a string is parsed, never cast.
+
+    Raises:
+        ConfigurationError: (a ``ValueError``) naming ``field_name`` for anything else.
+
+    Example:
+        >>> config_flag("False", "enabled"), config_flag(1, "enabled")
+        (False, True)
+    """
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _FLAGS:
+        return _FLAGS[value.strip().lower()]
+    raise ConfigurationError(field_name, f"expected true/false, 1/0 or yes/no, got {value!r}")

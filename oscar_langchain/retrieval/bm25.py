@@ -43,6 +43,7 @@ from collections import Counter
 from collections.abc import Collection, Sequence
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -64,6 +65,22 @@ from oscar_langchain.retrieval.persist import (
 __all__ = ["BM25Index", "BM25Params", "Variant"]
 
 _FORMAT = "oscar-bm25"
+
+
+class _View(NamedTuple):
+    """One generation of the index, as a query reads it outside the lock."""
+
+    segments: list[Segment]
+    ids: list[str]
+    """Ids by internal position (grows in place on add; replaced, not changed, on compact)."""
+    n: int
+    """Number of internal positions (live and deleted) at the snapshot."""
+    idf: F64
+    live: np.ndarray[Any, np.dtype[np.bool_]]
+    """A copy of the live mask at the snapshot."""
+    n_live: int
+    allowed: np.ndarray[Any, np.dtype[np.int64]] | None
+    """Internal positions of the allowed ids present at the snapshot (``None``: all)."""
 
 
 class BM25Index:
@@ -253,8 +270,14 @@ class BM25Index:
             self._version += 1
 
     # -- scoring -------------------------------------------------------------------
-    def _snapshot(self) -> tuple[list[Segment], list[str], int, F64]:
-        """Materialise stale weights; return what a query needs, safe to use unlocked."""
+    def _snapshot(self, allowed_ids: Collection[str] | None = None) -> _View:
+        """Materialise stale weights; return what a query needs, safe to use unlocked.
+
+        Everything a query reads about the documents (ids, live mask, live count and the
+        positions of ``allowed_ids``) is taken here, under the lock, from one generation
+        of the index: a compaction after this call renumbers the documents, so a position
+        looked up later would name another document.
+        """
         with self._lock:
             stale = [s for s in self._segments if s.version != self._version]
             if self._idf[0] != self._version:
@@ -266,30 +289,46 @@ class BM25Index:
                 norm = k1 * (1 - b + b * self._doc_len.view / (avgdl or 1.0))
                 for seg in stale:
                     seg.materialise(self.params, idf, norm, self._live.view, self._version)
-            return list(self._segments), self._ids, len(self._ids), idf
+            allowed = None
+            if allowed_ids is not None:
+                pos = self._pos
+                allowed = np.fromiter(
+                    (p for d in allowed_ids if (p := pos.get(d)) is not None), np.int64
+                )
+            return _View(
+                list(self._segments),
+                self._ids,
+                len(self._ids),
+                idf,
+                self._live.view.copy(),
+                self._n_live,
+                allowed,
+            )
 
     def _query_terms(self, tokens: Sequence[str]) -> tuple[list[int], list[int]]:
         counts = Counter(tokens)
         known = [(self._vocab[t], c) for t, c in counts.items() if t in self._vocab]
         return [t for t, _ in known], [c for _, c in known]
 
-    def _raw_scores(self, tokens: Sequence[str]) -> tuple[F64, list[str], F64, list[int]]:
-        segments, ids, n, idf = self._snapshot()
+    def _raw_scores(
+        self, tokens: Sequence[str], allowed_ids: Collection[str] | None = None
+    ) -> tuple[F64, _View, list[int]]:
+        view = self._snapshot(allowed_ids)
         terms, counts = self._query_terms(tokens)
-        scores = np.zeros(n, dtype=np.float64)
-        for seg in segments:
+        scores = np.zeros(view.n, dtype=np.float64)
+        for seg in view.segments:
             part = seg.score(terms, counts)
             if part is not None:
                 scores[seg.start : seg.stop] += part
-        return scores, ids, idf, [t for t, c in zip(terms, counts, strict=True) for _ in range(c)]
+        return scores, view, [t for t, c in zip(terms, counts, strict=True) for _ in range(c)]
 
     def get_scores(self, tokens: Sequence[str]) -> F64:
         """The score of every live document, in :meth:`ids` order (rank_bm25's shape)."""
-        scores, _, idf, flat_terms = self._raw_scores(tokens)
+        scores, view, flat_terms = self._raw_scores(tokens)
         if self.params.variant == "bm25plus" and flat_terms:
             # rank_bm25/bm25s credit delta * idf to documents *without* a query term too.
-            scores = scores + self.params.delta * float(idf[flat_terms].sum())
-        live: F64 = scores[self._live.view[: len(scores)]]
+            scores = scores + self.params.delta * float(view.idf[flat_terms].sum())
+        live: F64 = scores[view.live]
         return live
 
     def search(
@@ -328,15 +367,15 @@ class BM25Index:
     ) -> Hits:
         if k <= 0:
             raise ValueError(f"k must be > 0, got {k}")
-        scores, ids, _, _ = self._raw_scores(tokens)
+        scores, view, _ = self._raw_scores(tokens, allowed_ids)
+        ids = view.ids
         # Deleted documents score 0 (their weights are zeroed), so sums over all rows are
         # sums over the live ones.
-        stats = ScoreStats.of(scores, self._n_live) if with_stats else ScoreStats(0.0, 0.0)
+        stats = ScoreStats.of(scores, view.n_live) if with_stats else ScoreStats(0.0, 0.0)
         candidates = np.flatnonzero(scores)
-        if allowed_ids is not None:
-            pos = self._pos
+        if view.allowed is not None:
             allowed = np.zeros(len(scores), np.bool_)
-            allowed[[p for d in allowed_ids if (p := pos.get(d, -1)) >= 0 and p < len(scores)]] = 1
+            allowed[view.allowed] = True
             candidates = candidates[allowed[candidates]]
         if len(candidates) > k:
             candidates = candidates[np.argpartition(-scores[candidates], k - 1)[:k]]
@@ -358,8 +397,8 @@ class BM25Index:
         with self._lock:
             if len(self._ids) != self._n_live or len(self._segments) > 1:
                 self.compact()
-            segments, ids, _, _ = self._snapshot()
-            seg = segments[0] if segments else None
+            view = self._snapshot()
+            seg, ids = (view.segments[0] if view.segments else None), view.ids
             arrays = {
                 "doc_len": self._doc_len.view,
                 "fwd_indptr": self._fwd_indptr.view,

@@ -1,10 +1,11 @@
 """Safe persistence for indexes: a directory of ``.npy`` + JSON, written atomically.
 
 A save writes into a hidden temporary directory next to the target, writes a
-``manifest.json`` (format, version, and each file's size) *last*, then renames the
-directory into place. A loader refuses a directory without a complete manifest or
-whose files do not match it, so a save that failed half-way never yields an index
-that loads. Arrays are read with ``allow_pickle=False``; nothing is pickled.
+``manifest.json`` (format, version, and each file's size) *last*, fsyncs the files and
+directories, then renames the directory into place and fsyncs its parent. A loader
+refuses a directory without a complete manifest or whose files do not match it, so a
+save that failed half-way never yields an index that loads. Arrays are read with
+``allow_pickle=False``; nothing is pickled.
 
 Example:
     >>> import tempfile, pathlib, numpy as np
@@ -47,9 +48,43 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 
 
+def _fsync(path: Path) -> None:
+    """Flush ``path`` (a file, or on POSIX a directory's entries) to stable storage."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(root: Path) -> None:
+    """Flush every file under ``root``, then every directory, deepest first, then ``root``.
+
+    Directories are POSIX only: Windows cannot open one for fsync (NTFS journals its
+    metadata itself).
+    """
+    paths = sorted(root.rglob("*"), key=lambda p: len(p.parts), reverse=True)
+    for path in paths:
+        if path.is_file():
+            _fsync(path)
+    if os.name == "posix":
+        for path in paths:
+            if path.is_dir():
+                _fsync(path)
+        _fsync(root)
+
+
 @contextmanager
 def atomic_directory(target: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary directory that replaces ``target`` only if the block succeeds."""
+    """Yield a temporary directory that replaces ``target`` only if the block succeeds.
+
+    Before the rename every file and directory written is fsynced, and after it the
+    parent directory is (on POSIX), so a save that returned survives a crash or power
+    loss whole: without that, the rename can reach the disk before the data, leaving a
+    ``target`` with empty or truncated files. A crash between moving the previous
+    ``target`` aside and renaming the new one into place leaves no ``target``; the
+    previous index is then at ``.<name>.old-*`` beside it.
+    """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:12]}"
@@ -58,16 +93,19 @@ def atomic_directory(target: str | os.PathLike[str]) -> Iterator[Path]:
         yield tmp
         if not (tmp / MANIFEST).is_file():
             raise RetrievalError(f"save of {target} wrote no manifest")
+        _fsync_tree(tmp)
         old = None
         if target.exists():
             old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:12]}"
-            target.rename(old)
-        tmp.rename(target)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+            os.rename(target, old)
+        os.rename(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    if os.name == "posix":
+        _fsync(target.parent)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def write_json(path: Path, value: Any) -> None:

@@ -20,8 +20,9 @@ retriever with ``|``. Three steps:
    users (or the quality monitor) report as unhelpful is dropped for that query.
 
 The optimizer is on unless ``enabled=False`` or the call's config says
-``{"configurable": {"query_optimizer_enabled": False}}``; when off it passes the
-query through untouched.
+``{"configurable": {"query_optimizer_enabled": False}}`` (a bool, 0/1, or the strings
+true/false, 1/0, yes/no in any case; anything else is a ``ConfigurationError``); when
+off it passes the query through untouched.
 
 Example:
     >>> from langchain_core.embeddings import DeterministicFakeEmbedding
@@ -39,13 +40,14 @@ Example:
 
 from __future__ import annotations
 
+import asyncio
 import re
 import threading
 import unicodedata
 from collections import OrderedDict
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from langchain_core.callbacks import (
     AsyncCallbackManagerForChainRun,
@@ -60,6 +62,7 @@ from oscar_langchain._runnable import (
     annotate_run,
     reject_call_kwargs,
 )
+from oscar_langchain.retrieval._retriever_util import config_flag
 from oscar_langchain.retrieval.bm25 import BM25Index
 from oscar_langchain.retrieval.retriever import HybridRetriever
 
@@ -118,6 +121,18 @@ def rm3_expansion(
         key=lambda item: (-item[1], item[0]),
     )
     return ranked[:expansion_terms]
+
+
+class _Decided(NamedTuple):
+    output: Any
+    attributes: dict[str, Any]
+
+
+class _Pending(NamedTuple):
+    """A query that is not in the history at ``state`` yet: it needs an expansion."""
+
+    plain: str
+    state: Hashable
 
 
 @dataclass
@@ -254,13 +269,18 @@ class QueryOptimizer(OscarRunnable[str, Any]):
 
     def _index_state(self) -> Hashable:
         """What an expansion depends on: the BM25 index and its version."""
-        if self.retriever is None or self.expansion_terms == 0:
+        if self.retriever is None or not self._expands():
             return None
         index = self.retriever.bm25
         return id(index), index.version
 
+    def _expands(self) -> bool:
+        """Whether a history miss computes an expansion (else the rewrite is the query)."""
+        return self.retriever is not None and self.expansion_terms > 0
+
     def _expand(self, query: str) -> str:
-        if self.retriever is None or self.expansion_terms == 0:
+        """``query`` with its RM3 terms appended (CPU-bound: a BM25 search and a sort)."""
+        if self.retriever is None or not self._expands():
             return query
         tokens = self.retriever.tokenizer(query)
         if self.max_query_terms is not None and len(tokens) > self.max_query_terms:
@@ -270,29 +290,56 @@ class QueryOptimizer(OscarRunnable[str, Any]):
         )
         return " ".join([query, *(t for t, _ in extra)])
 
-    def optimize(self, query: str, enabled: bool | None = None) -> tuple[Any, dict[str, Any]]:
-        """The output for ``query`` and attributes describing the decision."""
+    def _begin(self, query: str, enabled: bool | None) -> _Decided | _Pending:
+        """The decision when no expansion is needed, else what :meth:`_remember` needs."""
         if not (self.enabled if enabled is None else enabled):
-            return ([query, query] if self.output == "list" else query), {
-                "oscar.query_optimizer.enabled": False
-            }
+            output = [query, query] if self.output == "list" else query
+            return _Decided(output, {"oscar.query_optimizer.enabled": False})
         if not isinstance(query, str):
             raise TypeError(f"QueryOptimizer takes a str, got {type(query).__name__}")
         plain = normalise_query(query)
         state = self._index_state()  # read first: a change during expansion is seen next time
         known = self._history.lookup(plain, state)
-        if known is None:
-            rewrite = self._expand(plain)
-            variant = self._history.remember(plain, rewrite, state)
-        else:
-            rewrite, variant = known
+        if known is not None:
+            return self._finish(plain, *known, history_hit=True)
+        return _Pending(plain, state)
+
+    def _remember(self, pending: _Pending, rewrite: str) -> _Decided:
+        variant = self._history.remember(pending.plain, rewrite, pending.state)
+        return self._finish(pending.plain, rewrite, variant, history_hit=False)
+
+    def _finish(self, plain: str, rewrite: str, variant: str, *, history_hit: bool) -> _Decided:
         chosen = rewrite if variant == "expanded" else plain
         attributes = {
             "oscar.query_optimizer.enabled": True,
-            "oscar.query_optimizer.history_hit": known is not None,
+            "oscar.query_optimizer.history_hit": history_hit,
             "oscar.query_optimizer.variant": variant,
         }
-        return ([plain, chosen] if self.output == "list" else chosen), attributes
+        return _Decided([plain, chosen] if self.output == "list" else chosen, attributes)
+
+    def optimize(self, query: str, enabled: bool | None = None) -> tuple[Any, dict[str, Any]]:
+        """The output for ``query`` and attributes describing the decision."""
+        step = self._begin(query, enabled)
+        if isinstance(step, _Pending):
+            step = self._remember(step, self._expand(step.plain))
+        return step
+
+    async def aoptimize(
+        self, query: str, enabled: bool | None = None
+    ) -> tuple[Any, dict[str, Any]]:
+        """:meth:`optimize`, the expansion (a BM25 search, CPU-bound) on a worker thread.
+
+        ``asyncio.to_thread`` runs it in a copy of the caller's context, so context
+        variables (tracing, callbacks) are seen there; a disabled optimizer, a history
+        hit or an optimizer without expansion never leaves the event loop.
+        """
+        step = self._begin(query, enabled)
+        if isinstance(step, _Pending):
+            rewrite = (
+                await asyncio.to_thread(self._expand, step.plain) if self._expands() else step.plain
+            )
+            step = self._remember(step, rewrite)
+        return step
 
     def _invoke(
         self,
@@ -314,11 +361,11 @@ class QueryOptimizer(OscarRunnable[str, Any]):
         **kwargs: Any,
     ) -> Any:
         reject_call_kwargs(self, kwargs)
-        output, attributes = self.optimize(input, _toggle(config))
+        output, attributes = await self.aoptimize(input, _toggle(config))
         await aannotate_run(run_manager, attributes)
         return output
 
 
 def _toggle(config: RunnableConfig) -> bool | None:
     value = (config.get("configurable") or {}).get("query_optimizer_enabled")
-    return None if value is None else bool(value)
+    return None if value is None else config_flag(value, "query_optimizer_enabled")

@@ -26,6 +26,7 @@ Example:
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import os
 import threading
 from collections.abc import Collection, Iterable, Mapping, Sequence
@@ -79,6 +80,16 @@ def _executor() -> ThreadPoolExecutor:
         if _EXECUTOR is None:
             _EXECUTOR = ThreadPoolExecutor(max_workers=4, thread_name_prefix="oscar-retrieval")
         return _EXECUTOR
+
+
+def _copies(docs: Mapping[str, Document], ids: Iterable[str]) -> list[Document]:
+    """Copies of the documents with these ids, skipping absent ones.
+
+    One lookup per id: a ``d in docs`` test followed by ``docs[d]`` races a concurrent
+    delete (searches read ``_docs`` without the lock) and raises ``KeyError``.
+    """
+    found = (docs.get(d) for d in ids)
+    return [doc.model_copy(deep=True) for doc in found if doc is not None]
 
 
 def _default_embeddings() -> Embeddings:
@@ -261,7 +272,7 @@ class HybridRetriever(BaseRetriever):
 
     def get_by_ids(self, ids: Iterable[str]) -> list[Document]:
         """The stored documents with these ids (unknown ids are skipped)."""
-        return [self._docs[d].model_copy(deep=True) for d in ids if d in self._docs]
+        return _copies(self._docs, ids)
 
     # -- search ----------------------------------------------------------------------
     def invoke(
@@ -325,7 +336,7 @@ class HybridRetriever(BaseRetriever):
             "oscar.retrieval.bm25_hits": len(rankings[0]),
             "oscar.retrieval.dense_hits": len(rankings[1]),
         }
-        return [docs[d].model_copy(deep=True) for d, _ in fused[:k] if d in docs], attributes
+        return _copies(docs, (d for d, _ in fused[:k])), attributes
 
     def _get_relevant_documents(
         self,
@@ -343,7 +354,12 @@ class HybridRetriever(BaseRetriever):
         future = None
         if wd:
             embed = self.embeddings.embed_query
-            future = _executor().submit(lambda: self._dense_search(embed(query), fetch, allowed))
+            # The user's embeddings run on the worker in a copy of the caller's context,
+            # so LangChain's callback/tracing and OpenTelemetry context variables hold.
+            future = _executor().submit(
+                contextvars.copy_context().run,
+                lambda: self._dense_search(embed(query), fetch, allowed),
+            )
         try:
             sparse_hits = self._bm25_side(query, fetch, allowed) if wb else _NO_HITS
         finally:

@@ -26,6 +26,7 @@ Example:
 
 from __future__ import annotations
 
+import contextvars
 import math
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -225,9 +226,10 @@ def prepare_units(
     text = _check_text(text)
     pending: Future[SpanLength] | None = None
     if span_length is not None and len(text) >= _OVERLAP_CHARS:
-        # Encoding (native code, no GIL) overlaps the segmentation (Python) on a thread.
+        # Encoding (native code, no GIL) overlaps the segmentation (Python) on a thread,
+        # in a copy of the caller's context (span_length may be user code that reads it).
         pool = ThreadPoolExecutor(max_workers=1)
-        pending = pool.submit(span_length, text)
+        pending = pool.submit(contextvars.copy_context().run, span_length, text)
         pool.shutdown(wait=False)
     segments: Sequence[Segment] = (segmenter or SentenceSegmenter())(text)
     counter: SpanLength | None = None

@@ -204,3 +204,31 @@ def test_router_identity_covers_its_routes_but_not_breaker_state() -> None:
     assert first.breakers is not None
     first.breakers["r"].force_open()
     assert "state=forced_open" in repr(first) and model_identity(first) == before
+
+
+def _render(x: str, state: str | None = None) -> str:
+    return f"{x}/{state}"
+
+
+def test_identity_strips_only_breaker_states_and_addresses() -> None:
+    closed = "shut"
+    with_state = RunnableLambda(lambda x: _render(x, state=closed))
+    without = RunnableLambda(lambda x: _render(x))
+    # Source that reads like a breaker state is the runnable's, not volatile.
+    assert model_identity(with_state) != model_identity(without)
+    at = RunnableLambda(lambda x: _render("meet at 0x10"))
+    assert model_identity(at) != model_identity(RunnableLambda(lambda x: _render("meet")))
+
+
+def test_breaker_state_is_stripped_whatever_the_route_name() -> None:
+    def router(name: str) -> RouterRunnable:
+        model = FakeListChatModel(responses=["a"])
+        return RouterRunnable(routes=[Route(name=name, runnable=model, context_window=8192)])
+
+    for name in ["it's", 'say "hi"', "a, state=open)"]:
+        first = router(name)
+        before = model_identity(first)
+        assert first.breakers is not None
+        first.breakers[name].force_open()
+        assert model_identity(first) == before, name
+        assert model_identity(router(name + "x")) != before

@@ -10,6 +10,8 @@ from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.documents import Document
 from langchain_core.language_models import FakeListChatModel, GenericFakeChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, SystemMessage
+from langchain_core.output_parsers import StrOutputParser
+from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import ConfigurableField, RunnableConfig, RunnableLambda
 from langchain_core.tracers.context import collect_runs
@@ -187,6 +189,87 @@ def test_sampling_requests_bypass_single_flight_and_cache() -> None:
         runnable=model, cache=CacheEngine(temperature_policy=TemperaturePolicy("cache"))
     )
     assert kept.invoke("q").content == kept.invoke("q").content
+
+
+class _Hot(FakeListChatModel):
+    temperature: float = 0.9
+
+
+class _Cold(FakeListChatModel):
+    temperature: float = 0.0
+
+
+def _answers(cached: CachedRunnable, value: Any, config: RunnableConfig | None = None) -> list[Any]:
+    out = [cached.invoke(value, config) for _ in range(2)]
+    return [getattr(o, "content", o) for o in out]
+
+
+@pytest.mark.parametrize(
+    ("name", "runnable", "value"),
+    [
+        (
+            "prompt | model",
+            ChatPromptTemplate.from_template("{q}") | _Hot(responses=["a", "b"]),
+            {"q": "x"},
+        ),
+        ("model | parser", _Hot(responses=["a", "b"]) | StrOutputParser(), "x"),
+        ("with_retry", _Hot(responses=["a", "b"]).with_retry(), "x"),
+        (
+            "with_fallbacks",
+            _Cold(responses=["a", "b"]).with_fallbacks([_Hot(responses=["c"])]),
+            "x",
+        ),
+        (
+            "chain of a hot binding",
+            RunnableLambda(str) | _Cold(responses=["a", "b"]).bind(temperature=0.9),
+            "x",
+        ),
+        (
+            "with_config of a chain",
+            (_Hot(responses=["a", "b"]) | StrOutputParser()).with_config(tags=["t"]),
+            "x",
+        ),
+    ],
+)
+def test_sampling_models_inside_a_runnable_bypass_the_cache(
+    name: str, runnable: Any, value: Any
+) -> None:
+    cached = CachedRunnable(runnable=runnable)
+    assert _answers(cached, value) == ["a", "b"], name
+    assert cached.stats()["bypassed"] == 2 and cached.stats()["size"] == 0
+
+
+def test_sampling_routes_and_failover_candidates_bypass_the_cache() -> None:
+    from oscar_langchain.failover import with_failover
+    from oscar_langchain.routing import Route
+    from oscar_langchain.routing.router import RouterRunnable
+
+    failover = CachedRunnable(
+        runnable=with_failover(_Hot(responses=["a", "b"]), _Cold(responses=["c"]))
+    )
+    assert _answers(failover, "x") == ["a", "b"]
+    router = RouterRunnable(routes=[Route(name="hot", runnable=_Hot(responses=["a", "b"]))])
+    assert _answers(CachedRunnable(runnable=router), "x") == ["a", "b"]
+
+
+def test_a_per_call_configurable_temperature_bypasses_the_cache() -> None:
+    model = _Cold(responses=["a", "b"]).configurable_fields(
+        temperature=ConfigurableField(id="temp")
+    )
+    cached = CachedRunnable(runnable=model)
+    # Each configured call builds a fresh model (so the fake answers "a" again): what
+    # tells a bypass is that nothing is stored.
+    _answers(cached, "x", {"configurable": {"temp": 0.9}})
+    assert cached.stats()["bypassed"] == 2 and cached.stats()["size"] == 0
+    _answers(cached, "x", {"configurable": {"temp": 0.0}})
+    assert cached.stats()["bypassed"] == 2 and cached.stats()["hits"] == 1
+
+
+def test_a_deterministic_chain_is_cached_with_its_key_unchanged() -> None:
+    chain = RunnableLambda(str) | _Cold(responses=["a", "b"]) | StrOutputParser()
+    cached = CachedRunnable(runnable=chain)
+    assert _answers(cached, "x") == ["a", "a"] and cached.stats()["bypassed"] == 0
+    assert "temperature" not in cached._request("x").params
 
 
 def test_sync_single_flight_across_threads() -> None:

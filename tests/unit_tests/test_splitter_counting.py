@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -69,3 +71,22 @@ def test_a_span_length_returning_the_wrong_number_of_counts_is_an_error() -> Non
             COUNTER.count,
             span_length=lambda t: lambda spans: [1],
         )
+
+
+def test_span_length_on_the_worker_thread_sees_the_callers_context() -> None:
+    import contextvars
+
+    from oscar_langchain.splitter.core import prepare_units
+
+    marker: contextvars.ContextVar[str] = contextvars.ContextVar("marker", default="unset")
+    marker.set("caller")
+    seen: list[str] = []
+
+    def span_length(text: str) -> Any:
+        seen.append(marker.get())
+        return SpanCounter(text, COUNTER).count
+
+    text = "One two three. " * 5000  # long enough to count on a thread
+    assert len(text) >= 1 << 16
+    prepare_units(text, ChunkerConfig(max_tokens=50), COUNTER.count, span_length=span_length)
+    assert seen == ["caller"]

@@ -273,3 +273,50 @@ def test_query_stats_describe_all_live_documents() -> None:
         assert hits.stats.floor is None  # a truncated list: the floor is its last score
     rare = index.query(["w199"], 50)  # fewer matches than k: the others score exactly 0
     assert 0 < len(rare.ranking) < 50 and rare.stats.floor == 0.0
+
+
+def _delete_after_snapshot(
+    index: BM25Index, monkeypatch: pytest.MonkeyPatch, ids: list[str]
+) -> None:
+    """Make the next query's snapshot be followed at once by a delete of ``ids``.
+
+    This is the interleaving of a search and a concurrent ``delete`` (which compacts)
+    pinned deterministically: the search's snapshot is taken, then the delete runs.
+    """
+    original = index._snapshot
+
+    def snapshot_then_delete(*args: object, **kwargs: object) -> object:
+        taken = original(*args, **kwargs)  # type: ignore[arg-type]
+        monkeypatch.setattr(index, "_snapshot", original)
+        index.delete(ids)
+        return taken
+
+    monkeypatch.setattr(index, "_snapshot", snapshot_then_delete)
+
+
+def test_filtered_search_racing_a_compacting_delete(monkeypatch: pytest.MonkeyPatch) -> None:
+    index = BM25Index()
+    index.add(["a", "b", "c", "d"], [["cat"], ["cat"], ["cat"], ["cat"]])
+    index.delete(["a"])  # 1 of 4 deleted: no compaction yet
+    _delete_after_snapshot(index, monkeypatch, ["b"])  # 2 of 4: compacts to [c, d]
+    hits = index.search(["cat"], k=4, allowed_ids={"d"})
+    # Positions of the filter must come from the snapshot's generation: "d", never "b".
+    assert [doc_id for doc_id, _ in hits] == ["d"]
+    assert index.version > 0 and index.ids() == ["c", "d"]
+
+
+def test_get_scores_racing_a_compacting_delete(monkeypatch: pytest.MonkeyPatch) -> None:
+    index = BM25Index()
+    index.add(["a", "b", "c", "d"], [["cat"], ["dog"], ["cat"], ["cat", "dog"]])
+    index.delete(["a"])
+    expected = index.get_scores(["cat"])
+    _delete_after_snapshot(index, monkeypatch, ["b"])
+    np.testing.assert_allclose(index.get_scores(["cat"]), expected)
+
+
+def test_query_stats_racing_a_delete(monkeypatch: pytest.MonkeyPatch) -> None:
+    index = BM25Index(compact_ratio=1.0)
+    index.add(["a", "b", "c", "d"], [["cat"], ["dog"], ["cat", "cat"], ["cat", "dog"]])
+    expected = index.query(["cat"], k=2).stats
+    _delete_after_snapshot(index, monkeypatch, ["b"])
+    assert index.query(["cat"], k=2).stats == expected

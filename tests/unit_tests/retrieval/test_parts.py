@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -17,7 +19,12 @@ from oscar_langchain.retrieval.fusion import (
     weighted_rrf,
     zscore_fusion,
 )
-from oscar_langchain.retrieval.persist import atomic_directory, write_json, write_manifest
+from oscar_langchain.retrieval.persist import (
+    atomic_directory,
+    read_manifest,
+    write_json,
+    write_manifest,
+)
 from oscar_langchain.retrieval.tokenize import Tokenizer, light_stem
 
 
@@ -295,3 +302,60 @@ def test_atomic_directory_requires_manifest(tmp_path: Path) -> None:
     with pytest.raises(RetrievalError, match="no manifest"), atomic_directory(tmp_path / "x"):
         pass
     assert list(tmp_path.iterdir()) == []
+
+
+def _record_durability(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    """Record ``("fsync", path)`` and ``("rename", destination)`` in call order."""
+    events: list[tuple[str, str]] = []
+    paths: dict[int, str] = {}
+    real_open, real_fsync, real_rename = os.open, os.fsync, os.rename
+
+    def open_(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        fd = real_open(path, flags, *args, **kwargs)
+        paths[fd] = str(path)
+        return fd
+
+    def fsync(fd: int) -> None:
+        events.append(("fsync", paths.get(fd, f"fd {fd}")))
+        real_fsync(fd)
+
+    def rename(src: Any, dst: Any, *args: Any, **kwargs: Any) -> None:
+        events.append(("rename", str(dst)))
+        real_rename(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", open_)
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "rename", rename)
+    return events
+
+
+@pytest.mark.skipif(os.name != "posix", reason="directory fsync is POSIX")
+@pytest.mark.parametrize("replace", [False, True])
+def test_atomic_directory_is_durable_before_the_rename(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, replace: bool
+) -> None:
+    target = tmp_path / "idx"
+    if replace:
+        with atomic_directory(target) as tmp:
+            write_manifest(tmp, "demo", {"n": 0})
+    events = _record_durability(monkeypatch)
+    with atomic_directory(target) as tmp:
+        (tmp / "sub").mkdir()
+        write_json(tmp / "sub" / "a.json", [1, 2])
+        write_json(tmp / "b.json", {"x": 1})
+        write_manifest(tmp, "demo", {"n": 2})
+    into_place = events.index(("rename", str(target)))
+    synced_before = {Path(p).relative_to(tmp) for kind, p in events[:into_place] if kind == "fsync"}
+    # Every file and directory of the new index is on disk before it is renamed in...
+    assert synced_before == {
+        Path("sub/a.json"),
+        Path("b.json"),
+        Path("manifest.json"),
+        Path("sub"),
+        Path("."),
+    }
+    # ...the rename is the last change, and the parent's fsync makes the rename durable.
+    assert events[into_place + 1 :] == [("fsync", str(tmp_path))]
+    assert [kind for kind, _ in events].count("rename") == (2 if replace else 1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["idx"]
+    assert read_manifest(target, "demo")["meta"] == {"n": 2}

@@ -357,3 +357,136 @@ def test_zscore_fusion_keeps_a_lone_bm25_match_on_top() -> None:
     # others are known to score 0 there: they get that z-score, not the cats one's.
     assert r.invoke("purr")[0].page_content.startswith("Cats")
     assert r.invoke("purr", fusion="score")[0].page_content.startswith("Cats")
+
+
+class _DeletedAfterFirstLookup(dict[str, Document]):
+    """A documents dict where a concurrent delete lands right after the victim's first lookup.
+
+    Whatever the lookup (``in``, ``[]`` or ``get``), the delete runs between it and the
+    next one: the interleaving a reader racing ``delete`` can see.
+    """
+
+    def __init__(self, retriever: HybridRetriever, victim: str) -> None:
+        super().__init__(retriever._docs)
+        self.retriever, self.victim = retriever, victim
+
+    def _looked_up(self, key: object) -> None:
+        if key == self.victim:
+            self.victim = ""  # once: delete() itself looks the id up
+            self.retriever.delete([str(key)])
+
+    def __contains__(self, key: object) -> bool:
+        present = super().__contains__(key)
+        self._looked_up(key)
+        return present
+
+    def __getitem__(self, key: str) -> Document:
+        doc = super().__getitem__(key)
+        self._looked_up(key)
+        return doc
+
+    def get(self, key: str, default: Any = None) -> Any:
+        doc = super().get(key, default)
+        self._looked_up(key)
+        return doc
+
+
+def test_search_racing_a_delete_does_not_fail(retriever: HybridRetriever) -> None:
+    before = retriever.invoke("sunlight", bm25_weight=1, dense_weight=0)
+    victim = before[0].id
+    assert victim is not None
+    retriever._docs = _DeletedAfterFirstLookup(retriever, victim)
+    # The search is ordered before the delete: it returns what it found, never KeyError.
+    assert retriever.invoke("sunlight", bm25_weight=1, dense_weight=0) == before
+    assert victim not in retriever._docs and victim not in retriever.bm25
+
+
+def test_get_by_ids_racing_a_delete(retriever: HybridRetriever) -> None:
+    victim = retriever.invoke("cats", k=1)[0].id
+    assert victim is not None
+    retriever._docs = _DeletedAfterFirstLookup(retriever, victim)
+    assert [d.id for d in retriever.get_by_ids([victim])] == [victim]
+    assert retriever.get_by_ids([victim]) == []
+
+
+@pytest.mark.parametrize(
+    ("value", "enabled"),
+    [
+        (False, False),
+        (True, True),
+        ("false", False),
+        ("FALSE", False),
+        ("0", False),
+        ("no", False),
+        (" No ", False),
+        (0, False),
+        ("true", True),
+        ("1", True),
+        ("Yes", True),
+        (1, True),
+    ],
+)
+def test_optimizer_toggle_parses_config_values(
+    retriever: HybridRetriever, value: Any, enabled: bool
+) -> None:
+    opt = QueryOptimizer(retriever=retriever, expansion_terms=2)
+    served = opt.invoke("  sunlight ", {"configurable": {"query_optimizer_enabled": value}})
+    assert (served != "  sunlight ") is enabled
+
+
+@pytest.mark.parametrize("value", ["off", "", "maybe", 2, 0.5, [], "enabled"])
+def test_optimizer_toggle_refuses_unclear_values(value: Any) -> None:
+    opt = QueryOptimizer()
+    with pytest.raises(ValueError, match="query_optimizer_enabled"):
+        opt.invoke("q", {"configurable": {"query_optimizer_enabled": value}})
+
+
+async def test_optimizer_async_expands_off_the_event_loop(
+    retriever: HybridRetriever, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import contextvars
+    import threading
+
+    from oscar_langchain.retrieval import query_optimizer
+
+    marker: contextvars.ContextVar[str] = contextvars.ContextVar("marker", default="unset")
+    marker.set("caller")
+    seen: list[tuple[str, str]] = []
+    real = query_optimizer.rm3_expansion
+
+    def spy(*args: Any, **kwargs: Any) -> list[tuple[str, float]]:
+        seen.append((threading.current_thread().name, marker.get()))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(query_optimizer, "rm3_expansion", spy)
+    loop_thread = threading.current_thread().name
+    sync_opt = QueryOptimizer(retriever=retriever, expansion_terms=2)
+    async_opt = QueryOptimizer(retriever=retriever, expansion_terms=2)
+    for query in ["wind", " sunlight ", "cats purr"]:
+        assert await async_opt.ainvoke(query) == sync_opt.invoke(query)
+    async_threads = [name for name, _ in seen[0::2]]
+    assert all(name != loop_thread for name in async_threads)  # RM3 ran on a worker...
+    assert all(value == "caller" for _, value in seen)  # ...with the caller's context
+    assert [name for name, _ in seen[1::2]] == [loop_thread] * 3  # sync: in the caller
+    await async_opt.ainvoke("wind")  # a history hit expands nothing
+    assert len(seen) == 6
+
+
+def test_sync_search_embeds_in_the_callers_context(retriever: HybridRetriever) -> None:
+    import contextvars
+
+    marker: contextvars.ContextVar[str] = contextvars.ContextVar("marker", default="unset")
+    seen: list[str] = []
+
+    class ContextRecording(BagOfWords):
+        def embed_query(self, text: str) -> list[float]:
+            seen.append(marker.get())
+            return super().embed_query(text)
+
+    retriever.embeddings = ContextRecording()
+    token = marker.set("caller")
+    try:
+        retriever.invoke("cats")
+    finally:
+        marker.reset(token)
+    assert seen == ["caller"]  # on the oscar-retrieval worker, in a copy of the context
