@@ -12,10 +12,12 @@ Two ways to choose breaks:
   gradient (the four rules of LangChain's ``SemanticChunker``).
 * :func:`optimal_partition`: dynamic programming over sentence boundaries under a
   token limit per chunk, in ``O(n * k * d)`` with ``k`` the most sentences a chunk can
-  hold. The default ``"cohesion"`` objective uses the fewest chunks the limit allows
-  and places their breaks so that chunks are most cohesive (least within-chunk
-  variance of the embeddings); ``"pairs"`` maximises the summed pairwise similarity
-  inside chunks less a baseline, with as many chunks as that pays for.
+  hold. The default ``"cohesion"`` objective minimises the within-chunk variance of
+  the embeddings plus a price per chunk (:func:`topic_shift_price`: a chunk is added
+  where the topic shifts as much as at the document's strongest shifts), or, with no
+  price, uses the fewest chunks the limit allows; ``"pairs"`` maximises the summed
+  pairwise similarity inside chunks less a baseline, with as many chunks as that pays
+  for.
 
 Example:
     >>> import numpy as np
@@ -30,6 +32,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from typing import Literal, get_args
 
 import numpy as np
@@ -45,6 +48,7 @@ __all__ = [
     "mean_pair_similarity",
     "optimal_partition",
     "threshold_breaks",
+    "topic_shift_price",
     "window_distances",
 ]
 
@@ -192,6 +196,7 @@ def optimal_partition(
     max_sentences: int = 256,
     break_bonus: npt.ArrayLike | None = None,
     objective: Objective = "pairs",
+    chunk_price: float = math.inf,
 ) -> list[int]:
     """Chunk starts maximising within-chunk similarity under a token limit.
 
@@ -199,14 +204,18 @@ def optimal_partition(
     alone is longer; the best partition is found by dynamic programming over sentence
     boundaries. With ``objective="pairs"`` a chunk scores the sum, over its pairs of
     sentences, of their cosine similarity less ``baseline``, and the partition with the
-    highest total wins, however many chunks it has. With ``"cohesion"`` the partition
-    has the fewest chunks the limit allows, and among those a chunk of ``m`` sentences
-    scores ``2 / m`` times its pair sum: for unit embeddings that is ``|sum|^2 / m - 1``,
-    so the winner has the least within-chunk variance (the summed squared distance of
-    the sentences to their chunk's mean; Fisher's optimal grouping, Ward's criterion).
-    Unlike the pair sum, which grows with the square of a chunk's size and so prefers
-    one full chunk and a fragment to two halves, it places each break where the
-    meaning changes, whatever the sizes on either side.
+    highest total wins, however many chunks it has. With ``"cohesion"`` a chunk of ``m``
+    sentences scores ``2 / m`` times its pair sum: for unit embeddings that is
+    ``|sum|^2 / m - 1``, so the partition minimises the within-chunk variance (the summed
+    squared distance of the sentences to their chunk's mean; Fisher's optimal grouping,
+    Ward's criterion) plus ``chunk_price`` per chunk. With the default infinite price
+    the partition has the fewest chunks the limit allows, and among those the least
+    variance. A finite price (at least 1, the variance a split of unrelated sentences
+    removes on average) adds a chunk wherever the split removes more variance than the
+    price: where the topic shifts. Unlike the pair sum, which grows with the square of
+    a chunk's size and so prefers one full chunk and a fragment to two halves, the
+    variance places each break where the meaning changes, whatever the sizes on either
+    side.
 
     Args:
         embeddings: ``(n, d)`` sentence embeddings.
@@ -221,18 +230,25 @@ def optimal_partition(
             (e.g. at paragraph starts). ``-inf`` marks a start to avoid: the partition
             uses as few of those as the token limit allows, and among the partitions
             that do, optimises the objective (a lexicographic order: avoided starts,
-            then, for ``"cohesion"``, chunks, then score plus the finite bonuses).
+            then, for ``"cohesion"`` with no price, chunks, then score plus the finite
+            bonuses).
         objective: ``"pairs"`` or ``"cohesion"`` (above).
+        chunk_price: ``"cohesion"``: what a chunk costs in within-chunk variance
+            (``math.inf``: the fewest chunks); see :func:`topic_shift_price`.
+            ``"pairs"`` ignores it.
 
     Returns:
         Sorted indices of the sentences that start chunks (always beginning with 0).
 
     Raises:
         ValueError: when ``token_counts`` or ``break_bonus`` do not match the
-            embeddings, a bonus is NaN or ``+inf``, or the objective is unknown.
+            embeddings, a bonus is NaN or ``+inf``, the objective is unknown or
+            ``chunk_price`` is below 1 or NaN.
     """
     if objective not in get_args(Objective):
         raise ValueError(f"objective: unknown objective {objective!r}")
+    if not chunk_price >= 1.0:  # NaN fails too
+        raise ValueError(f"chunk_price: must be >= 1 (math.inf allowed), got {chunk_price}")
     counts = np.asarray(token_counts, dtype=np.int64)
     n = counts.size
     if n == 0:
@@ -253,7 +269,8 @@ def optimal_partition(
     elif baseline is None:
         baseline = mean_pair_similarity(emb)
     score, score_range = _chunk_scores(band, baseline, objective)
-    bonus = _tier_bonus(break_bonus, n, objective, score_range)
+    price = chunk_price if objective == "cohesion" else math.inf
+    bonus = _tier_bonus(break_bonus, n, objective, score_range, price)
     best = np.full(n + 1, -np.inf)
     best[0] = 0.0
     back = np.zeros(n + 1, dtype=np.int64)
@@ -303,24 +320,74 @@ def _chunk_scores(
 
 
 def _tier_bonus(
-    break_bonus: npt.ArrayLike | None, n: int, objective: Objective, score_range: float
+    break_bonus: npt.ArrayLike | None,
+    n: int,
+    objective: Objective,
+    score_range: float,
+    chunk_price: float = math.inf,
 ) -> FloatArray:
     """Per-start bonuses that make the dynamic programme's objective lexicographic.
 
     The tiers as one integer per start: an avoided (``-inf``) start outweighs any number
-    of chunks (at most ``n``), and, for ``"cohesion"``, each chunk costs one unit. A unit
-    costs more than any two partitions' scores (plus the finite bonuses) can differ, so
-    the optimum is lexicographic up to float rounding.
+    of chunks (at most ``n``), and, for ``"cohesion"`` with no price, each chunk costs
+    one unit. A unit costs more than any two partitions' scores (plus the finite
+    bonuses) can differ, so the optimum is lexicographic up to float rounding. A finite
+    ``chunk_price`` is a finite bonus instead: each chunk's score already counts 1 of it.
     """
     bonus, avoid = _split_bonus(break_bonus, n)
+    priced = objective == "cohesion" and math.isfinite(chunk_price)
+    if priced:
+        bonus[1:] -= chunk_price - 1.0
     tiers = np.zeros(n) if avoid is None else avoid.copy()
-    if objective == "cohesion":
+    if objective == "cohesion" and not priced:
         tiers *= n + 1
         tiers[1:] += 1.0
     if not tiers.any():
         return bonus
     unit_cost = 2.0 * (score_range + float(np.abs(bonus).sum())) + 1.0
     return bonus - tiers * unit_cost
+
+
+def topic_shift_price(
+    embeddings: npt.ArrayLike,
+    token_counts: npt.ArrayLike,
+    max_tokens: int,
+    quantile: float,
+) -> float:
+    """A price per chunk for ``"cohesion"``: the document's ``quantile`` topic shift.
+
+    Every gap between two sentences is scored by the variance that a break there
+    removes from the half-chunks on either side (Ward's merge cost between the
+    ``w`` sentences before and after it, ``w`` being half the sentences that
+    ``max_tokens`` holds on average). The price is that score's ``quantile`` over
+    the document (at least 1, what a split of unrelated sentences removes on average),
+    so that :func:`optimal_partition` adds a chunk beyond the fewest only where the
+    topic shifts about as much as at the document's strongest ``1 - quantile`` of gaps.
+    The scale comes from the document, so the same ``quantile`` works for any
+    embeddings and any ``max_tokens``. ``math.inf`` when there is no gap.
+
+    Raises:
+        ValueError: when ``quantile`` is not in ``(0, 1]`` or the counts do not match.
+    """
+    if not 0.0 < quantile <= 1.0:
+        raise ValueError(f"quantile: must be in (0, 1], got {quantile}")
+    emb = _normalise(embeddings)
+    counts = np.asarray(token_counts, dtype=np.float64)
+    n = emb.shape[0]
+    if counts.size != n:
+        raise ValueError(f"token_counts: {counts.size} counts for {n} embeddings")
+    if n < 2:
+        return math.inf
+    width = max(1, round(max_tokens / max(1.0, float(counts.mean())) / 2))
+    prefix = np.zeros((n + 1, emb.shape[1]))
+    np.cumsum(emb, axis=0, dtype=np.float64, out=prefix[1:])
+    gap = np.arange(1, n)
+    first, stop = np.maximum(0, gap - width), np.minimum(n, gap + width)
+    before, after = (gap - first).astype(np.float64), (stop - gap).astype(np.float64)
+    shift = (prefix[gap] - prefix[first]) / before[:, None]
+    shift -= (prefix[stop] - prefix[gap]) / after[:, None]
+    ward = before * after / (before + after) * np.einsum("ij,ij->i", shift, shift)
+    return max(1.0, float(np.quantile(ward, quantile)))
 
 
 def _split_bonus(break_bonus: npt.ArrayLike | None, n: int) -> tuple[FloatArray, FloatArray | None]:

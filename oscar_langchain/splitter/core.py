@@ -42,6 +42,7 @@ from oscar_langchain.splitter.breakpoints import (
     ThresholdType,
     optimal_partition,
     threshold_breaks,
+    topic_shift_price,
     window_distances,
 )
 from oscar_langchain.splitter.segmenter import (
@@ -87,14 +88,21 @@ class ChunkerConfig:
         threshold_amount: the rule's amount (percentile, number of standard deviations,
             IQR multiple); ``None`` takes the rule's default.
         window: sentences averaged on each side of a gap to score it.
-        objective: what ``"optimal"`` mode maximises. The default ``"cohesion"`` uses
-            the fewest chunks that ``max_tokens`` (and the layout, below) allows and
-            puts their breaks where the chunks come out most cohesive: the least
-            within-chunk variance of the sentence embeddings, which does not favour
-            one full chunk and a fragment over two halves. It never adds a chunk
-            only to separate two topics that fit together. ``"pairs"`` maximises the
-            summed pairwise similarity inside chunks less ``baseline``, adding a break
-            wherever sentences are less similar than the baseline.
+        objective: what ``"optimal"`` mode maximises. The default ``"cohesion"`` puts
+            breaks where the chunks come out most cohesive: the least within-chunk
+            variance of the sentence embeddings, which does not favour one full chunk
+            and a fragment over two halves. It uses the fewest chunks that
+            ``max_tokens`` (and the layout, below) allows, plus one wherever the topic
+            shifts as much as at the document's strongest shifts (``topic_quantile``).
+            ``"pairs"`` maximises the summed pairwise similarity inside chunks less
+            ``baseline``, adding a break wherever sentences are less similar than the
+            baseline.
+        topic_quantile: with ``objective="cohesion"``, how strong a topic shift must
+            be to get a chunk of its own when the text would fit in fewer: a chunk is
+            added where a break removes more within-chunk variance than the document's
+            gaps at this quantile do (``breakpoints.topic_shift_price``).
+            The default 0.9 separates topics at about the strongest tenth of the gaps;
+            higher is fewer, fuller chunks; ``None`` never adds one (the fewest chunks).
         baseline: with ``objective="pairs"``, the similarity below which two
             sentences are better apart. The default 0.0 groups the sentences with the
             most mutual similarity into chunks close to ``max_tokens``; higher values
@@ -117,6 +125,7 @@ class ChunkerConfig:
     threshold_amount: float | None = None
     window: int = 1
     objective: Objective = "cohesion"
+    topic_quantile: float | None = 0.9
     baseline: float | None = 0.0
     paragraph_weight: float = math.inf
     batch_size: int = 256
@@ -140,6 +149,10 @@ class ChunkerConfig:
             raise ConfigurationError("mode", f"unknown mode {self.mode!r}")
         if self.objective not in ("cohesion", "pairs"):
             raise ConfigurationError("objective", f"unknown objective {self.objective!r}")
+        if self.topic_quantile is not None and not 0.0 < self.topic_quantile <= 1.0:
+            raise ConfigurationError(
+                "topic_quantile", f"must be in (0, 1] or None, got {self.topic_quantile}"
+            )
         if self.threshold_amount is not None and not math.isfinite(self.threshold_amount):
             raise ConfigurationError("threshold_amount", "must be a finite number")
         if math.isnan(self.paragraph_weight) or self.paragraph_weight < 0:
@@ -272,6 +285,9 @@ def chunk_units(units: Units, embeddings: npt.ArrayLike, config: ChunkerConfig) 
         # minimise the number of chunks, ignoring the topics.
         if config.paragraph_weight and not inside.all():
             bonus[1:][inside] = -config.paragraph_weight
+        price = math.inf
+        if config.objective == "cohesion" and config.topic_quantile is not None:
+            price = topic_shift_price(emb, counts, config.max_tokens, config.topic_quantile)
         starts = optimal_partition(
             emb,
             counts,
@@ -280,6 +296,7 @@ def chunk_units(units: Units, embeddings: npt.ArrayLike, config: ChunkerConfig) 
             max_sentences=config.max_sentences,
             break_bonus=bonus,
             objective=config.objective,
+            chunk_price=price,
         )
     else:
         mode: ThresholdType = config.mode

@@ -100,9 +100,14 @@ class SemanticTextSplitter(OscarRunnable[SplitterInput, list[Document]], BaseDoc
     window: int = 1
     """Sentences averaged on each side of a gap to score it."""
     objective: Objective = "cohesion"
-    """``"optimal"`` mode: ``"cohesion"`` (the fewest chunks ``max_tokens`` allows, cut
-    where the chunks come out most cohesive) or ``"pairs"`` (summed pairwise similarity
-    less ``baseline``, a break wherever that pays)."""
+    """``"optimal"`` mode: ``"cohesion"`` (the least within-chunk variance, with the
+    fewest chunks ``max_tokens`` allows plus one at each strong topic shift) or
+    ``"pairs"`` (summed pairwise similarity less ``baseline``, a break wherever that
+    pays)."""
+    topic_quantile: float | None = 0.9
+    """``objective="cohesion"``: a topic shift gets a chunk of its own, even where the
+    text would fit in fewer, when it is as strong as the document's gaps at this
+    quantile (higher: fewer, fuller chunks; ``None``: the fewest chunks)."""
     baseline: float | None = 0.0
     """``objective="pairs"``: similarity under which sentences are better apart (higher:
     smaller chunks; ``None``: the document's mean pairwise similarity)."""
@@ -137,6 +142,7 @@ class SemanticTextSplitter(OscarRunnable[SplitterInput, list[Document]], BaseDoc
             threshold_amount=self.threshold_amount,
             window=self.window,
             objective=self.objective,
+            topic_quantile=self.topic_quantile,
             baseline=self.baseline,
             paragraph_weight=self.paragraph_weight,
             batch_size=self.batch_size,

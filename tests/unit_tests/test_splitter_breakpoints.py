@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Iterator
 
 import numpy as np
@@ -14,6 +15,7 @@ from oscar_langchain.splitter.breakpoints import (
     mean_pair_similarity,
     optimal_partition,
     threshold_breaks,
+    topic_shift_price,
     window_distances,
 )
 
@@ -204,6 +206,76 @@ def test_cohesion_is_fewest_avoided_then_fewest_chunks_then_least_variance(
     avoided, chunks, score = partition_value(emb, starts, 0.0, bonus, "cohesion")
     assert (avoided, chunks) == best[:2]
     assert score == pytest.approx(best[2], abs=1e-9)
+
+
+def within_chunk_variance(emb: np.ndarray, starts: list[int]) -> float:
+    rows = unit(emb)
+    bounds = [*starts, len(emb)]
+    return sum(
+        float(((rows[a:b] - rows[a:b].mean(axis=0)) ** 2).sum())
+        for a, b in itertools.pairwise(bounds)
+    )
+
+
+@settings(max_examples=80, deadline=None)
+@given(BONUS_CASES, st.floats(1.0, 3.0))
+def test_priced_cohesion_is_fewest_avoided_then_least_variance_plus_price(
+    args: tuple[list[int], list[float], int, int, float], price: float
+) -> None:
+    counts, bonus, seed, limit, _ = args
+    emb = np.random.default_rng(seed).normal(size=(len(counts), 3))
+    starts = optimal_partition(
+        emb, counts, limit, break_bonus=bonus, objective="cohesion", chunk_price=price
+    )
+    bounds = [*starts, len(counts)]
+    assert all(b - a == 1 or sum(counts[a:b]) <= limit for a, b in itertools.pairwise(bounds))
+
+    # brute force: fewest avoided starts, then the least variance + price per chunk, less
+    # the finite bonuses
+    def value(c: list[int]) -> tuple[int, float]:
+        avoided, chunks, _ = partition_value(emb, c, 0.0, bonus, "cohesion")
+        finite = sum(bonus[a] for a in c[1:] if bonus[a] != -np.inf)
+        return avoided, within_chunk_variance(emb, c) + price * chunks - finite
+
+    best = min(value(c) for c in feasible_partitions(counts, limit))
+    got = value(starts)
+    assert got[0] == best[0]
+    assert got[1] == pytest.approx(best[1], abs=1e-9)
+
+
+def test_chunk_price_errors_and_pairs_ignore_it() -> None:
+    emb = np.eye(3)
+    for bad in (0.5, float("nan"), -1.0):
+        with pytest.raises(ValueError, match="chunk_price"):
+            optimal_partition(emb, [1, 1, 1], 10, objective="cohesion", chunk_price=bad)
+    plain = optimal_partition(emb, [1, 1, 1], 2, baseline=0.0)
+    assert optimal_partition(emb, [1, 1, 1], 2, baseline=0.0, chunk_price=1.0) == plain
+    # orthogonal sentences: each added chunk removes 1 of variance, less than a price of
+    # 1.5, so all three stay in one chunk
+    assert optimal_partition(emb, [1, 1, 1], 3, objective="cohesion", chunk_price=1.5) == [0]
+
+
+def test_topic_shift_price() -> None:
+    # Two topics of six sentences: the gap between them removes the most variance; the
+    # other gaps (inside a topic) remove none.
+    emb = np.array([[1.0, 0.0]] * 6 + [[0.0, 1.0]] * 6)
+    counts = [10] * 12
+    # limit 40: four sentences a chunk, windows of two on each side of a gap
+    assert topic_shift_price(emb, counts, 40, 1.0) == pytest.approx(2 * 2 / 4 * 2)
+    assert topic_shift_price(emb, counts, 40, 0.5) == 1.0  # the floor: a median gap is 0
+    # the price adds the chunk at the shift where the fewest chunks would not
+    price = topic_shift_price(emb, counts, 120, 1.0)
+    assert optimal_partition(emb, counts, 120, objective="cohesion") == [0]
+    assert optimal_partition(emb, counts, 120, objective="cohesion", chunk_price=price - 1e-9) == [
+        0,
+        6,
+    ]
+    assert topic_shift_price(emb[:1], [3], 40, 0.9) == math.inf  # no gap
+    for bad in (0.0, 1.5, float("nan")):
+        with pytest.raises(ValueError, match="quantile"):
+            topic_shift_price(emb, counts, 40, bad)
+    with pytest.raises(ValueError, match="token_counts"):
+        topic_shift_price(emb, counts[:3], 40, 0.9)
 
 
 def test_cohesion_score_is_the_within_chunk_variance() -> None:

@@ -231,6 +231,9 @@ def test_custom_segmenter() -> None:
         ({"threshold_amount": float("nan")}, "threshold_amount"),
         ({"paragraph_weight": -1.0}, "paragraph_weight"),
         ({"paragraph_weight": float("nan")}, "paragraph_weight"),
+        ({"topic_quantile": 0.0}, "topic_quantile"),
+        ({"topic_quantile": 1.5}, "topic_quantile"),
+        ({"topic_quantile": float("nan")}, "topic_quantile"),
     ],
 )
 def test_config_errors_name_the_field(kwargs: dict[str, object], field: str) -> None:
@@ -291,8 +294,12 @@ def test_cohesion_cuts_where_the_topic_changes_where_pairs_fill_a_chunk() -> Non
     assert [c.end for c in cohesive] == [text.index("Xx"), len(text)]
     filled = chunk_text(text, topic, ChunkerConfig(max_tokens=16, objective="pairs"), words)
     assert sorted(c.tokens for c in filled) == [4, 16]
-    # a limit the whole text fits: one chunk (cohesion adds no chunk to separate topics)
-    assert len(chunk_text(text, topic, ChunkerConfig(max_tokens=20), words)) == 1
+    # a limit the whole text fits: the shift still gets its break (it is the strongest
+    # gap), and with no topic price, the fewest chunks: one
+    shifted = chunk_text(text, topic, ChunkerConfig(max_tokens=20), words)
+    assert [c.end for c in shifted] == [text.index("Xx"), len(text)]
+    fewest = ChunkerConfig(max_tokens=20, topic_quantile=None)
+    assert len(chunk_text(text, topic, fewest, words)) == 1
 
 
 def test_the_default_survives_a_json_round_trip() -> None:
