@@ -197,6 +197,7 @@ def optimal_partition(
     break_bonus: npt.ArrayLike | None = None,
     objective: Objective = "pairs",
     chunk_price: float = math.inf,
+    topic_quantile: float | None = None,
 ) -> list[int]:
     """Chunk starts maximising within-chunk similarity under a token limit.
 
@@ -234,21 +235,28 @@ def optimal_partition(
             bonuses).
         objective: ``"pairs"`` or ``"cohesion"`` (above).
         chunk_price: ``"cohesion"``: what a chunk costs in within-chunk variance
-            (``math.inf``: the fewest chunks); see :func:`topic_shift_price`.
-            ``"pairs"`` ignores it.
+            (``math.inf``: the fewest chunks). ``"pairs"`` ignores it.
+        topic_quantile: ``"cohesion"``: price a chunk at this quantile of the
+            document's topic shifts instead (:func:`topic_shift_price`, computed from
+            the same similarities as the partition).
 
     Returns:
         Sorted indices of the sentences that start chunks (always beginning with 0).
 
     Raises:
         ValueError: when ``token_counts`` or ``break_bonus`` do not match the
-            embeddings, a bonus is NaN or ``+inf``, the objective is unknown or
-            ``chunk_price`` is below 1 or NaN.
+            embeddings, a bonus is NaN or ``+inf``, the objective is unknown,
+            ``chunk_price`` is below 1 or NaN, ``topic_quantile`` is not in ``(0, 1]``,
+            or both are given.
     """
     if objective not in get_args(Objective):
         raise ValueError(f"objective: unknown objective {objective!r}")
     if not chunk_price >= 1.0:  # NaN fails too
         raise ValueError(f"chunk_price: must be >= 1 (math.inf allowed), got {chunk_price}")
+    if topic_quantile is not None:
+        _check_quantile(topic_quantile)
+        if math.isfinite(chunk_price):
+            raise ValueError("topic_quantile: give it or chunk_price, not both")
     counts = np.asarray(token_counts, dtype=np.int64)
     n = counts.size
     if n == 0:
@@ -256,20 +264,23 @@ def optimal_partition(
     emb = _normalise(embeddings)
     if emb.shape[0] != n:
         raise ValueError(f"token_counts: {n} counts for {emb.shape[0]} embeddings")
-    prefix = np.concatenate([[0], np.cumsum(counts)])
-    # Longest chunk (in sentences) ending at each sentence, and the widest anywhere.
-    first_fit = np.searchsorted(prefix, prefix[1:] - max_tokens, side="left")
-    longest = np.clip(np.arange(1, n + 1) - first_fit, 1, max_sentences)
-    width = int(longest.max())
-    last_fit = np.searchsorted(prefix, prefix[:-1] + max_tokens, side="right") - 1
-    reach = np.clip(last_fit - np.arange(n), 1, max_sentences)  # longest chunk from each start
-    band = band_similarities(emb, width, reach)  # band[a, o] = sim(a, a + o)
+    prefix, longest, band = _fitting_band(emb, counts, max_tokens, max_sentences)
+    width = band.shape[1]
     if objective == "cohesion":
         baseline = 0.0
     elif baseline is None:
         baseline = mean_pair_similarity(emb)
-    score, score_range = _chunk_scores(band, baseline, objective)
-    price = chunk_price if objective == "cohesion" else math.inf
+    score, largest_gain = _pair_sums(band, baseline)
+    price = math.inf
+    if objective == "cohesion":
+        price = chunk_price
+        if topic_quantile is not None:
+            price = _price(_gap_shifts(score, prefix, max_tokens), topic_quantile)
+        # 2 / m times the pair sum: each chunk then scores at most (m - 1) * largest_gain.
+        score[:, 1:] *= 2.0 / np.arange(1, width + 1)
+        score_range = n * largest_gain
+    else:
+        score_range = n * (width - 1) / 2 * largest_gain  # at most n (width - 1) / 2 pairs
     bonus = _tier_bonus(break_bonus, n, objective, score_range, price)
     best = np.full(n + 1, -np.inf)
     best[0] = 0.0
@@ -291,13 +302,29 @@ def optimal_partition(
     return cuts[::-1]
 
 
-def _chunk_scores(
-    band: FloatArray, baseline: float, objective: Objective
-) -> tuple[FloatArray, float]:
-    """Chunk scores and a bound on the absolute total score of any partition.
+def _fitting_band(
+    emb: FloatArray, counts: IntArray, max_tokens: int, max_sentences: int
+) -> tuple[IntArray, IntArray, FloatArray]:
+    """Token prefix sums, the longest chunk ending at each sentence, and the band.
 
-    ``score[j, m]`` is the score of the chunk of ``m`` sentences ending with sentence
-    ``j`` (``-inf`` where it would start before the text).
+    The band holds the similarities of the pairs that some chunk within ``max_tokens``
+    (and ``max_sentences``) can hold: ``band[a, o] = sim(a, a + o)``, NaN beyond.
+    """
+    n = counts.size
+    prefix = np.concatenate([[0], np.cumsum(counts)])
+    # Longest chunk (in sentences) ending at each sentence, and the widest anywhere.
+    first_fit = np.searchsorted(prefix, prefix[1:] - max_tokens, side="left")
+    longest = np.clip(np.arange(1, n + 1) - first_fit, 1, max_sentences)
+    last_fit = np.searchsorted(prefix, prefix[:-1] + max_tokens, side="right") - 1
+    reach = np.clip(last_fit - np.arange(n), 1, max_sentences)  # longest chunk from each start
+    return prefix, longest, band_similarities(emb, int(longest.max()), reach)
+
+
+def _pair_sums(band: FloatArray, baseline: float) -> tuple[FloatArray, float]:
+    """Each chunk's summed pairwise similarity less ``baseline``, and the largest term.
+
+    ``score[j, m]`` is the pair sum of the chunk of ``m`` sentences ending with sentence
+    ``j`` (``-inf`` where it would start before the text or leave the band).
     """
     n, width = band.shape
     # gain[j, o]: similarity of sentence j with sentence j - o, less the baseline.
@@ -311,12 +338,48 @@ def _chunk_scores(
         score[length - 1 :, length] = (
             score[length - 2 : n - 1, length - 1] + cum_gain[length - 1 :, length - 1]
         )
-    largest_gain = float(np.nanmax(np.abs(gain)))  # column 0 is zeros: never all-NaN
-    if objective == "cohesion":
-        # 2 / m times the pair sum: each chunk then scores at most (m - 1) * largest_gain.
-        score[:, 1:] *= 2.0 / np.arange(1, width + 1)
-        return score, n * largest_gain
-    return score, n * (width - 1) / 2 * largest_gain  # at most n (width - 1) / 2 pairs
+    return score, float(np.nanmax(np.abs(gain)))  # column 0 is zeros: never all-NaN
+
+
+def _gap_shifts(pair_sums: FloatArray, prefix: IntArray, max_tokens: int) -> FloatArray:
+    """For each gap, the variance a break there removes from the half-chunks around it.
+
+    The half-chunks are the sentences within ``max_tokens / 2`` tokens before and after
+    the gap (at least one each). For unit rows, a span's squared sum is its length plus
+    twice its pair sum, so Ward's merge cost ``ma * mb / (ma + mb) * |mean_a - mean_b|^2``
+    comes from three lookups in the pair-sum table. Gaps whose two halves do not fit in
+    the table (sentences longer than half the limit) are left out.
+    """
+    n, cols = pair_sums.shape
+    gap = np.arange(1, n)
+    half = max_tokens / 2
+    first = np.minimum(np.searchsorted(prefix, prefix[gap] - half, side="left"), gap - 1)
+    stop = np.maximum(np.searchsorted(prefix, prefix[gap] + half, side="right") - 1, gap + 1)
+    both, before, after = stop - first, gap - first, stop - gap
+    fits = both < cols
+    both_col, before_col, after_col = (np.where(fits, m, 1) for m in (both, before, after))
+    within = pair_sums[stop - 1, both_col]
+    left = pair_sums[gap - 1, before_col]
+    right = pair_sums[stop - 1, after_col]
+    fits &= np.isfinite(within)
+    ma, mb = before.astype(np.float64), after.astype(np.float64)
+    # |Sa|^2 = ma + 2 left, |Sb|^2 = mb + 2 right, Sa . Sb = within - left - right
+    sq_a, sq_b, dot = ma + 2 * left, mb + 2 * right, within - left - right
+    with np.errstate(invalid="ignore"):
+        ward = (mb / ma * sq_a + ma / mb * sq_b - 2 * dot) / (ma + mb)
+    return np.asarray(ward[fits], dtype=np.float64)
+
+
+def _check_quantile(quantile: float) -> None:
+    if not 0.0 < quantile <= 1.0:
+        raise ValueError(f"topic_quantile: must be in (0, 1], got {quantile}")
+
+
+def _price(shifts: FloatArray, quantile: float) -> float:
+    """The chunk price: the shifts' ``quantile``, at least 1 (``inf`` with no shift)."""
+    if shifts.size == 0:
+        return math.inf
+    return max(1.0, float(np.quantile(shifts, quantile)))
 
 
 def _tier_bonus(
@@ -353,41 +416,35 @@ def topic_shift_price(
     token_counts: npt.ArrayLike,
     max_tokens: int,
     quantile: float,
+    *,
+    max_sentences: int = 256,
 ) -> float:
-    """A price per chunk for ``"cohesion"``: the document's ``quantile`` topic shift.
+    """The price per chunk that ``optimal_partition(topic_quantile=quantile)`` uses.
 
     Every gap between two sentences is scored by the variance that a break there
-    removes from the half-chunks on either side (Ward's merge cost between the
-    ``w`` sentences before and after it, ``w`` being half the sentences that
-    ``max_tokens`` holds on average). The price is that score's ``quantile`` over
-    the document (at least 1, what a split of unrelated sentences removes on average),
-    so that :func:`optimal_partition` adds a chunk beyond the fewest only where the
-    topic shifts about as much as at the document's strongest ``1 - quantile`` of gaps.
-    The scale comes from the document, so the same ``quantile`` works for any
-    embeddings and any ``max_tokens``. ``math.inf`` when there is no gap.
+    removes from the half-chunks on either side: Ward's merge cost between the
+    sentences within ``max_tokens / 2`` tokens before the gap and those within
+    ``max_tokens / 2`` after it. The price is that score's ``quantile`` over the
+    document (at least 1, what a split of unrelated sentences removes on average), so
+    that the partition adds a chunk beyond the fewest only where the topic shifts about
+    as much as at the document's strongest ``1 - quantile`` of gaps. The scale comes
+    from the document, so the same ``quantile`` works for any embeddings and any
+    ``max_tokens``. ``math.inf`` when there is no gap to score.
 
     Raises:
         ValueError: when ``quantile`` is not in ``(0, 1]`` or the counts do not match.
     """
-    if not 0.0 < quantile <= 1.0:
-        raise ValueError(f"quantile: must be in (0, 1], got {quantile}")
+    _check_quantile(quantile)
     emb = _normalise(embeddings)
-    counts = np.asarray(token_counts, dtype=np.float64)
+    counts = np.asarray(token_counts, dtype=np.int64)
     n = emb.shape[0]
     if counts.size != n:
         raise ValueError(f"token_counts: {counts.size} counts for {n} embeddings")
     if n < 2:
         return math.inf
-    width = max(1, round(max_tokens / max(1.0, float(counts.mean())) / 2))
-    prefix = np.zeros((n + 1, emb.shape[1]))
-    np.cumsum(emb, axis=0, dtype=np.float64, out=prefix[1:])
-    gap = np.arange(1, n)
-    first, stop = np.maximum(0, gap - width), np.minimum(n, gap + width)
-    before, after = (gap - first).astype(np.float64), (stop - gap).astype(np.float64)
-    shift = (prefix[gap] - prefix[first]) / before[:, None]
-    shift -= (prefix[stop] - prefix[gap]) / after[:, None]
-    ward = before * after / (before + after) * np.einsum("ij,ij->i", shift, shift)
-    return max(1.0, float(np.quantile(ward, quantile)))
+    prefix, _, band = _fitting_band(emb, counts, max_tokens, max_sentences)
+    pair_sums, _ = _pair_sums(band, 0.0)
+    return _price(_gap_shifts(pair_sums, prefix, max_tokens), quantile)
 
 
 def _split_bonus(break_bonus: npt.ArrayLike | None, n: int) -> tuple[FloatArray, FloatArray | None]:

@@ -42,7 +42,6 @@ from oscar_langchain.splitter.breakpoints import (
     ThresholdType,
     optimal_partition,
     threshold_breaks,
-    topic_shift_price,
     window_distances,
 )
 from oscar_langchain.splitter.segmenter import (
@@ -101,7 +100,7 @@ class ChunkerConfig:
             be to get a chunk of its own when the text would fit in fewer: a chunk is
             added where a break removes more within-chunk variance than the document's
             gaps at this quantile do (``breakpoints.topic_shift_price``).
-            The default 0.9 separates topics at about the strongest tenth of the gaps;
+            The default 0.95 separates topics at about the strongest twentieth of the gaps;
             higher is fewer, fuller chunks; ``None`` never adds one (the fewest chunks).
         baseline: with ``objective="pairs"``, the similarity below which two
             sentences are better apart. The default 0.0 groups the sentences with the
@@ -125,7 +124,7 @@ class ChunkerConfig:
     threshold_amount: float | None = None
     window: int = 1
     objective: Objective = "cohesion"
-    topic_quantile: float | None = 0.9
+    topic_quantile: float | None = 0.95
     baseline: float | None = 0.0
     paragraph_weight: float = math.inf
     batch_size: int = 256
@@ -285,9 +284,6 @@ def chunk_units(units: Units, embeddings: npt.ArrayLike, config: ChunkerConfig) 
         # minimise the number of chunks, ignoring the topics.
         if config.paragraph_weight and not inside.all():
             bonus[1:][inside] = -config.paragraph_weight
-        price = math.inf
-        if config.objective == "cohesion" and config.topic_quantile is not None:
-            price = topic_shift_price(emb, counts, config.max_tokens, config.topic_quantile)
         starts = optimal_partition(
             emb,
             counts,
@@ -296,7 +292,7 @@ def chunk_units(units: Units, embeddings: npt.ArrayLike, config: ChunkerConfig) 
             max_sentences=config.max_sentences,
             break_bonus=bonus,
             objective=config.objective,
-            chunk_price=price,
+            topic_quantile=config.topic_quantile if config.objective == "cohesion" else None,
         )
     else:
         mode: ThresholdType = config.mode

@@ -104,7 +104,7 @@ class SemanticTextSplitter(OscarRunnable[SplitterInput, list[Document]], BaseDoc
     fewest chunks ``max_tokens`` allows plus one at each strong topic shift) or
     ``"pairs"`` (summed pairwise similarity less ``baseline``, a break wherever that
     pays)."""
-    topic_quantile: float | None = 0.9
+    topic_quantile: float | None = 0.95
     """``objective="cohesion"``: a topic shift gets a chunk of its own, even where the
     text would fit in fewer, when it is as strong as the document's gaps at this
     quantile (higher: fewer, fuller chunks; ``None``: the fewest chunks)."""

@@ -173,7 +173,7 @@ def test_defaults_are_offline_embeddings_and_token_counter() -> None:
     assert isinstance(splitter._embeddings, OfflineEmbeddings)
     assert splitter.config.max_tokens == 16
     assert splitter.config.paragraph_weight == float("inf")  # layout first
-    assert splitter.config.topic_quantile == 0.9  # strong topic shifts get their own chunk
+    assert splitter.config.topic_quantile == 0.95  # strong topic shifts get their own chunk
     assert splitter.count_tokens("hello world") == 2
 
 

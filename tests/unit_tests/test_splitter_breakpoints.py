@@ -270,6 +270,20 @@ def test_topic_shift_price() -> None:
         0,
         6,
     ]
+    # optimal_partition computes the same price from its own similarity table
+    rng = np.random.default_rng(7)
+    noisy = emb + rng.normal(scale=0.3, size=emb.shape)
+    for limit, q in ((40, 0.5), (60, 0.9), (120, 1.0)):
+        price = topic_shift_price(noisy, counts, limit, q)
+        by_price = optimal_partition(noisy, counts, limit, objective="cohesion", chunk_price=price)
+        by_q = optimal_partition(noisy, counts, limit, objective="cohesion", topic_quantile=q)
+        assert by_q == by_price
+    with pytest.raises(ValueError, match="not both"):
+        optimal_partition(emb, counts, 40, objective="cohesion", chunk_price=2.0, topic_quantile=0.9)
+    with pytest.raises(ValueError, match="topic_quantile"):
+        optimal_partition(emb, counts, 40, objective="cohesion", topic_quantile=0.0)
+    # a sentence longer than half the limit leaves its gaps out; with none left, no price
+    assert topic_shift_price(emb[:2], [30, 30], 40, 0.9) == math.inf
     assert topic_shift_price(emb[:1], [3], 40, 0.9) == math.inf  # no gap
     for bad in (0.0, 1.5, float("nan")):
         with pytest.raises(ValueError, match="quantile"):
