@@ -279,7 +279,9 @@ def test_topic_shift_price() -> None:
         by_q = optimal_partition(noisy, counts, limit, objective="cohesion", topic_quantile=q)
         assert by_q == by_price
     with pytest.raises(ValueError, match="not both"):
-        optimal_partition(emb, counts, 40, objective="cohesion", chunk_price=2.0, topic_quantile=0.9)
+        optimal_partition(
+            emb, counts, 40, objective="cohesion", chunk_price=2.0, topic_quantile=0.9
+        )
     with pytest.raises(ValueError, match="topic_quantile"):
         optimal_partition(emb, counts, 40, objective="cohesion", topic_quantile=0.0)
     # a sentence longer than half the limit leaves its gaps out; with none left, no price
