@@ -1,11 +1,8 @@
 """Semantic text splitting under a hard token limit, with exact source offsets."""
 
-from oscar_langchain.splitter.breakpoints import (
-    optimal_partition,
-    threshold_breaks,
-    window_distances,
-)
+from oscar_langchain.splitter.breakpoints import threshold_breaks, window_distances
 from oscar_langchain.splitter.core import Chunk, ChunkerConfig, chunk_text
+from oscar_langchain.splitter.partition import optimal_partition
 from oscar_langchain.splitter.segmenter import (
     Segment,
     Segmenter,

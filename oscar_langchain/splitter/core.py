@@ -38,12 +38,11 @@ import numpy.typing as npt
 
 from oscar_langchain.errors import ConfigurationError
 from oscar_langchain.splitter.breakpoints import (
-    Objective,
     ThresholdType,
-    optimal_partition,
     threshold_breaks,
     window_distances,
 )
+from oscar_langchain.splitter.partition import Objective, optimal_partition
 from oscar_langchain.splitter.segmenter import (
     Segment,
     Segmenter,
@@ -99,7 +98,7 @@ class ChunkerConfig:
         topic_quantile: with ``objective="cohesion"``, how strong a topic shift must
             be to get a chunk of its own when the text would fit in fewer: a chunk is
             added where a break removes more within-chunk variance than the document's
-            gaps at this quantile do (``breakpoints.topic_shift_price``).
+            gaps at this quantile do (``partition.topic_shift_price``).
             The default 0.95 separates topics at about the strongest twentieth of the gaps;
             higher is fewer, fuller chunks; ``None`` never adds one (the fewest chunks).
         baseline: with ``objective="pairs"``, the similarity below which two

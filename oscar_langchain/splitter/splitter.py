@@ -41,7 +41,6 @@ from oscar_langchain._runnable import (
     reject_call_kwargs,
 )
 from oscar_langchain.errors import ConfigurationError
-from oscar_langchain.splitter.breakpoints import Objective
 from oscar_langchain.splitter.core import (
     BreakMode,
     Chunk,
@@ -53,6 +52,7 @@ from oscar_langchain.splitter.core import (
     chunk_units,
     prepare_units,
 )
+from oscar_langchain.splitter.partition import Objective
 from oscar_langchain.splitter.segmenter import Segmenter
 
 __all__ = ["SemanticTextSplitter", "SplitterInput"]

@@ -13,11 +13,10 @@ from oscar_langchain.splitter.breakpoints import (
     band_similarities,
     breakpoint_threshold,
     mean_pair_similarity,
-    optimal_partition,
     threshold_breaks,
-    topic_shift_price,
     window_distances,
 )
+from oscar_langchain.splitter.partition import optimal_partition, topic_shift_price
 
 
 def unit(rows: np.ndarray) -> np.ndarray:
