@@ -14,7 +14,9 @@ Example:
     >>> emb = np.array([[1, 0], [1, 0.1], [0, 1], [0.1, 1]], dtype=float)
     >>> optimal_partition(emb, np.array([5, 5, 5, 5]), max_tokens=12)
     [0, 2]
-    >>> optimal_partition(emb, [5, 5, 5, 5], 40, objective="cohesion", topic_quantile=1.0)
+    >>> optimal_partition(emb, [5, 5, 5, 5], 40, objective="cohesion")  # fewest chunks
+    [0]
+    >>> optimal_partition(emb, [5, 5, 5, 5], 40, objective="cohesion", chunk_price=1.5)
     [0, 2]
 """
 
