@@ -48,7 +48,7 @@ from langchain_core.runnables.base import RunnableBindingBase
 from langchain_core.runnables.config import merge_configs
 from langchain_core.runnables.configurable import DynamicRunnable
 from langchain_core.utils.function_calling import convert_to_json_schema
-from pydantic import BaseModel
+from pydantic import BaseModel, PydanticUserError
 
 from oscar_langchain.cache.core import CacheRequest, canonical_json
 from oscar_langchain.cache.output_types import OutputTypes, UnserialisableValueError
@@ -566,7 +566,7 @@ def _schema_json(schema: Any) -> Any:
         if isinstance(schema, type) and issubclass(schema, BaseModel):
             return schema.model_json_schema()
         return convert_to_json_schema(schema)
-    except (TypeError, ValueError, NotImplementedError):
+    except (PydanticUserError, TypeError, ValueError, NotImplementedError):
         # No JSON schema (arbitrary types): keyed by name, so at worst a miss.
         return {"unconverted": _stable(repr(schema))}
 
@@ -583,7 +583,7 @@ def output_schemas(runnable: Runnable[Any, Any]) -> list[Any]:
 
     Example:
         >>> from langchain_core.output_parsers import PydanticOutputParser
-        >>> from pydantic import BaseModel
+        >>> from pydantic import BaseModel, PydanticUserError
         >>> class City(BaseModel):
         ...     name: str
         >>> output_schemas(PydanticOutputParser(pydantic_object=City))[0]["title"]

@@ -12,9 +12,9 @@ what the caller returns: when it raises :class:`~oscar_langchain.errors.StaleEnt
 (an output type the caller did not register, a schema that changed) the entry is a miss
 plus a ``"stale"`` event (``stats().stale``), and when it raises
 :class:`~oscar_langchain.errors.CacheError` (an entry it cannot revive) a miss plus an
-error event; a semantic lookup then tries the next neighbour. The first embedding fixes the index's dimension: after a
-change of embedding model, vectors stored with the old one are skipped (one error event
-per sync) and their entries answer exact lookups only.
+error event; a semantic lookup then tries the next neighbour. The first embedding fixes
+the index's dimension: after a change of embedding model, vectors stored with the old one
+are skipped (one error event per sync) and their entries answer exact lookups only.
 
 Example:
     >>> from oscar_langchain.cache.core import CacheRequest
@@ -281,11 +281,31 @@ class CacheEngine:
         if neighbours is None:
             self._stats.add(misses=1)
             return Lookup(False, key=key)
+        skip = (unusable,) if unusable else ()
+        return (
+            yield from self._neighbour_steps(
+                neighbours, text=text, unit=unit, partition=partition, key=key, skip=skip,
+                decode=decode,
+            )
+        )  # fmt: skip
+
+    def _neighbour_steps(
+        self,
+        neighbours: list[tuple[str, float]],
+        *,
+        text: str,
+        unit: FloatArray,
+        partition: str,
+        key: str,
+        skip: tuple[str, ...],
+        decode: Decode | None,
+    ) -> _Steps:
+        """The first neighbour above the threshold that the guard and ``decode`` accept."""
         rejected: list[str] = []
         for cand_key, score in neighbours:
             if score < self.threshold:
                 break
-            if cand_key == unusable:
+            if cand_key in skip:
                 continue
             cand = yield _Get(cand_key)
             if isinstance(cand, _Failure):

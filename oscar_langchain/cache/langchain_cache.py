@@ -197,7 +197,7 @@ class OscarCache(BaseCache):
 
     @staticmethod
     def _result(lookup: Lookup) -> RETURN_VAL_TYPE | None:
-        return lookup.value if lookup.hit else None  # type: ignore[no-any-return]
+        return lookup.value if lookup.hit else None
 
     def _payload(self, return_val: Sequence[Any], key: str) -> list[Any] | None:
         try:

@@ -46,7 +46,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, PydanticUserError, ValidationError
 
 from oscar_langchain.errors import ConfigurationError, StaleEntryError
 
@@ -71,7 +71,7 @@ def schema_digest(schemas: Iterable[Any]) -> str:
 def _json_schema(cls: type[BaseModel]) -> dict[str, Any]:
     try:
         return cls.model_json_schema()
-    except (TypeError, ValueError) as exc:  # PydanticInvalidForJsonSchema is a TypeError
+    except (PydanticUserError, TypeError, ValueError) as exc:  # PydanticInvalidForJsonSchema
         raise ConfigurationError(
             "output_types", f"{type_tag(cls)} has no JSON schema, so no JSON form: {exc}"
         ) from exc
@@ -79,9 +79,10 @@ def _json_schema(cls: type[BaseModel]) -> dict[str, Any]:
 
 def _first_error(exc: ValidationError) -> str:
     errors = exc.errors(include_url=False, include_input=False)
-    first = errors[0] if errors else {}
-    where = ".".join(str(p) for p in first.get("loc", ())) or "(root)"
-    return f"{len(errors)} error(s), first at {where}: {first.get('msg', exc)}"
+    if not errors:
+        return str(exc)
+    where = ".".join(str(p) for p in errors[0]["loc"]) or "(root)"
+    return f"{len(errors)} error(s), first at {where}: {errors[0]['msg']}"
 
 
 @dataclass(frozen=True)

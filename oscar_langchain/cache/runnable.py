@@ -121,16 +121,19 @@ class CachedRunnable(OscarRunnable[Any, Any]):
     ) -> CacheRequest:
         """The request's key material.
 
-        Its params: the model's identity, the digest of its structured output schemas
-        (those in the runnable and in ``output_types``; with ``model_id`` too),
+        Its params: the model's identity, digests of the structured output schemas the
+        runnable holds and of those of ``output_types`` (with ``model_id`` too),
         ``config["configurable"]`` (see ``configurable_params``) and ``call_kwargs``
         (``stop=...``).
         """
         if self._identity is None:
             model, params = model_identity(self.runnable)
-            schemas = [*output_schemas(self.runnable), *self._types.schemas()]
-            if schemas:  # only then, so other keys are those of earlier versions
-                params = {**params, "output_schema": schema_digest(schemas)}
+            # Each only when there is one, so other keys are those of earlier versions.
+            found, registered = output_schemas(self.runnable), self._types.schemas()
+            if found:
+                params = {**params, "output_schema": schema_digest(found)}
+            if registered:
+                params = {**params, "output_types": schema_digest(registered)}
             self._identity = model, params
         model, params = self._identity
         params = {**params, **configurable_params(config), **(call_kwargs or {})}
