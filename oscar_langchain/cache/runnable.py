@@ -13,6 +13,18 @@ configurable model (resolved with the call's config) holding a sampling model sa
 Each run is annotated with ``oscar.cache.hit``, ``oscar.cache.semantic``,
 ``oscar.cache.similarity``, ``oscar.cache.key`` and ``oscar.cache.shared``.
 
+**Structured outputs.** Messages, documents, strings and JSON data (the dicts of
+``JsonOutputParser``, or of ``with_structured_output`` on a JSON schema or a
+``TypedDict``) are cached as they are. Pydantic models (``with_structured_output(Model)``,
+``PydanticOutputParser``) are cached only for the classes given in ``output_types``:
+stored as JSON with a type tag, revived by validating into the registered class (see
+:mod:`~oscar_langchain.cache.output_types`); other models pass through uncached, with an
+error event that names the fix. An entry whose class is not registered here, or that no
+longer validates (the schema changed), is a miss counted in ``stats()["stale"]``; the
+recomputed answer overwrites it. Keys hold the JSON schemas of the structured outputs
+the runnable requests and of ``output_types``, so two output schemas never share
+entries, ``model_id`` or not.
+
 Example:
     >>> from langchain_core.language_models import FakeListChatModel
     >>> model = FakeListChatModel(responses=["Paris", "Lyon"])
@@ -75,7 +87,31 @@ _Result = tuple[Any, Lookup]
 
 
 class CachedRunnable(OscarRunnable[Any, Any]):
-    """Caches the outputs of ``runnable`` (chat models, chains, retrievers...)."""
+    """Caches the outputs of ``runnable`` (chat models, chains, retrievers...).
+
+    Structured outputs are cached for the pydantic classes listed in ``output_types``
+    (the classes given to ``with_structured_output`` or ``PydanticOutputParser``).
+
+    Example:
+        >>> from langchain_core.language_models import FakeListChatModel
+        >>> from langchain_core.output_parsers import PydanticOutputParser
+        >>> from pydantic import BaseModel
+        >>> class City(BaseModel):
+        ...     name: str
+        ...     country: str
+        >>> model = FakeListChatModel(responses=['{"name": "Paris", "country": "France"}'])
+        >>> chain = model | PydanticOutputParser(pydantic_object=City)
+        >>> cached = CachedRunnable(runnable=chain, output_types=[City])
+        >>> cached.invoke("Capital of France?")
+        City(name='Paris', country='France')
+        >>> hit = cached.invoke("Capital of France?")
+        >>> type(hit).__name__, cached.stats()["hits"]
+        ('City', 1)
+        >>> uncached = CachedRunnable(runnable=chain)  # City not registered: not stored
+        >>> _ = uncached.invoke("Capital of France?"), uncached.invoke("Capital of France?")
+        >>> uncached.stats()["hits"], uncached.stats()["size"]
+        (0, 0)
+    """
 
     model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
 
