@@ -78,9 +78,7 @@ def _json_schema(cls: type[BaseModel]) -> dict[str, Any]:
 
 
 def _first_error(exc: ValidationError) -> str:
-    errors = exc.errors(include_url=False, include_input=False)
-    if not errors:
-        return str(exc)
+    errors = exc.errors(include_url=False, include_input=False)  # never empty
     where = ".".join(str(p) for p in errors[0]["loc"]) or "(root)"
     return f"{len(errors)} error(s), first at {where}: {errors[0]['msg']}"
 

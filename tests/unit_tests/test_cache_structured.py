@@ -22,6 +22,7 @@ from pydantic import (
     PrivateAttr,
     ValidationError,
     create_model,
+    field_serializer,
     field_validator,
 )
 from typing_extensions import TypedDict
@@ -35,7 +36,12 @@ from oscar_langchain.cache import (
     SQLiteBackend,
     semantic_engine,
 )
-from oscar_langchain.cache.adapters import OUTPUT_MARKER, decode_value, encode_value
+from oscar_langchain.cache.adapters import (
+    OUTPUT_MARKER,
+    decode_value,
+    encode_value,
+    output_schemas,
+)
 from oscar_langchain.cache.backends import Record
 from oscar_langchain.cache.output_types import OutputTypes, UnserialisableValueError, type_tag
 from oscar_langchain.embeddings import OfflineEmbeddings
@@ -270,6 +276,16 @@ def test_models_that_do_not_survive_json_are_not_stored() -> None:
     with pytest.raises(UnserialisableValueError, match="Out of range float"):
         OutputTypes((Score,)).dump(Score(value=float("nan")))
 
+    class Renamed(BaseModel):
+        count: int
+
+        @field_serializer("count")
+        def _text(self, value: int) -> str:
+            return f"{value} items"
+
+    with pytest.raises(UnserialisableValueError, match=r"does not revive.*count"):
+        OutputTypes((Renamed,)).dump(Renamed(count=2))
+
     class Handle:
         pass
 
@@ -279,6 +295,8 @@ def test_models_that_do_not_survive_json_are_not_stored() -> None:
 
     with pytest.raises(ConfigurationError, match="has no JSON schema"):
         OutputTypes((Opaque,))
+    (unconverted,) = output_schemas(PydanticOutputParser(pydantic_object=Opaque))
+    assert "Opaque" in unconverted["unconverted"] and " at 0x" not in unconverted["unconverted"]
 
 
 def test_an_entry_of_a_class_not_registered_here_is_a_stale_miss_then_overwritten() -> None:
@@ -400,6 +418,9 @@ def test_two_output_schemas_on_one_prompt_never_share_entries() -> None:
     assert (
         "output_schema" in CachedRunnable(runnable=runnables["parser Answer"])._request("q").params
     )
+    parser = PydanticOutputParser(pydantic_object=Summary)
+    twice = output_schemas(model | parser | RunnableLambda(lambda m: m.model_dump_json()) | parser)
+    assert twice == [Summary.model_json_schema()]  # a runnable met twice is read once
 
 
 # -- semantic mode ----------------------------------------------------------------------------
@@ -455,6 +476,19 @@ def test_a_stream_of_an_invoke_stored_model_is_the_model() -> None:
 def global_cache() -> Iterator[None]:
     yield
     set_llm_cache(None)
+
+
+def test_llm_cache_entries_that_hold_no_generations_are_counted_misses() -> None:
+    cache = OscarCache()
+    for key, payload in (
+        ("not-a-list", '"text"'),
+        ("bad-object", '[{"lc": 1, "type": "constructor", "id": ["os", "system"]}]'),
+    ):
+        request = cache._request(key, "llm")
+        cache.engine.backend.put(Record(request.exact_key(), payload), now=0.0)
+        assert cache.lookup(key, "llm") is None
+    stats = cache.stats()
+    assert (stats["hits"], stats["misses"], stats["errors"]) == (0, 2, 2)
 
 
 def test_set_llm_cache_caches_the_tool_call_behind_structured_output(global_cache: None) -> None:
