@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import enum
+import json
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from langchain_core.globals import set_llm_cache
 from langchain_core.language_models import FakeListChatModel, GenericFakeChatModel
 from langchain_core.messages import AIMessage
 from langchain_core.output_parsers import JsonOutputParser, PydanticOutputParser
+from langchain_core.outputs import Generation
 from langchain_core.runnables import Runnable, RunnableLambda
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import (
@@ -489,6 +491,15 @@ def test_llm_cache_entries_that_hold_no_generations_are_counted_misses() -> None
         assert cache.lookup(key, "llm") is None
     stats = cache.stats()
     assert (stats["hits"], stats["misses"], stats["errors"]) == (0, 2, 2)
+
+
+def test_llm_cache_prompts_that_look_like_entries_are_plain_prompts() -> None:
+    cache = OscarCache()
+    for ident in ([type_tag(Summary)], "malformed"):
+        prompt = json.dumps([{"lc": 1, "type": OUTPUT_MARKER, "id": ident, "data": {}}])
+        assert cache.lookup(prompt, "llm") is None
+        cache.update(prompt, "llm", [Generation(text="ok")])
+        assert cache.lookup(prompt, "llm") == [Generation(text="ok")]
 
 
 def test_set_llm_cache_caches_the_tool_call_behind_structured_output(global_cache: None) -> None:
