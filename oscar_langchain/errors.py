@@ -40,6 +40,7 @@ __all__ = [
     "RetrievalError",
     "RouterError",
     "SafeResult",
+    "StaleEntryError",
     "TokenizerError",
     "UnknownModelError",
     "asafe_execute",
@@ -134,6 +135,15 @@ class EnsembleError(OscarError):
 
 class CacheError(OscarError):
     """A cache backend failed or holds an entry that cannot be read."""
+
+
+class StaleEntryError(CacheError):
+    """A cached entry that cannot answer this caller, though it reads fine.
+
+    Its output type is not one the caller registered, or it no longer validates against
+    that type (the schema changed). Caches serve it as a miss, count it in
+    ``stats()["stale"]`` and overwrite it with the recomputed answer.
+    """
 
 
 class RetrievalError(OscarError):

@@ -2,7 +2,15 @@
 
 Values are stored with LangChain's JSON serialisation (``dumpd``) and revived with
 ``load(..., allowed_objects="core")``, so only langchain-core classes (messages,
-generations, documents...) can come back: no pickle, no arbitrary imports.
+generations, documents...) can come back: no pickle, no arbitrary imports. Plain JSON
+data (the dicts of ``JsonOutputParser`` or of ``with_structured_output`` on a JSON
+schema or a ``TypedDict``) round-trips as it is; a user dict with an ``"lc"`` key is
+escaped by ``dumpd`` and comes back a dict, never an object. Pydantic models (structured
+outputs) are stored only for the classes of an
+:class:`~oscar_langchain.cache.output_types.OutputTypes` registry, as a tagged
+``{"lc": 1, "type": "oscar_output", ...}`` entry that user data cannot forge (``dumpd``
+escapes every user dict with an ``"lc"`` key), in lists and dicts too
+(``include_raw=True``).
 
 Example:
     >>> from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
@@ -23,7 +31,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 from langchain_core.language_models import BaseLanguageModel
-from langchain_core.load import dumpd, load
+from langchain_core.load import Serializable, dumpd, load
 from langchain_core.messages import (
     AIMessage,
     AIMessageChunk,
@@ -33,17 +41,23 @@ from langchain_core.messages import (
     convert_to_messages,
     message_chunk_to_message,
 )
+from langchain_core.output_parsers import BaseOutputParser, PydanticToolsParser
 from langchain_core.prompt_values import PromptValue
 from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig
 from langchain_core.runnables.base import RunnableBindingBase
 from langchain_core.runnables.config import merge_configs
 from langchain_core.runnables.configurable import DynamicRunnable
+from langchain_core.utils.function_calling import convert_to_json_schema
+from pydantic import BaseModel, PydanticUserError
 
 from oscar_langchain.cache.core import CacheRequest, canonical_json
+from oscar_langchain.cache.output_types import OutputTypes, UnserialisableValueError
+from oscar_langchain.errors import CacheError
 
 __all__ = [
     "ANSWER_FIELDS",
     "NON_ANSWER_CONFIGURABLE",
+    "OUTPUT_MARKER",
     "SamplingTemperature",
     "Turn",
     "UnserialisableValueError",
@@ -53,6 +67,7 @@ __all__ = [
     "encode_value",
     "message_turns",
     "model_identity",
+    "output_schemas",
     "request_from_input",
     "request_from_messages",
     "request_from_turns",
@@ -60,10 +75,6 @@ __all__ = [
     "serialised_turns",
     "to_chunk",
 ]
-
-
-class UnserialisableValueError(TypeError):
-    """A value has no safe JSON form, so it is not cached."""
 
 
 def _content(message: BaseMessage) -> str:
@@ -476,19 +487,131 @@ def _contains_unserialisable(data: Any) -> bool:
     return False
 
 
-def encode_value(value: Any) -> Any:
-    """JSON-able form of ``value``; raises :class:`UnserialisableValueError` if none."""
+OUTPUT_MARKER = "oscar_output"
+"""The ``type`` of a stored structured output: ``{"lc": 1, "type": OUTPUT_MARKER,
+"id": [tag], "data": ...}``."""
+_ESCAPED = "__lc_escaped__"  # dumpd's wrapper of a user dict that has an "lc" key
+_NO_TYPES = OutputTypes()
+
+
+def _plain_dict(value: Any) -> bool:
+    """A dict :func:`encode_value` walks into: string keys, nothing ``dumpd`` escapes."""
+    return (
+        isinstance(value, dict)
+        and all(isinstance(k, str) for k in value)
+        and "lc" not in value
+        and _ESCAPED not in value
+    )
+
+
+def encode_value(value: Any, output_types: OutputTypes | None = None) -> Any:
+    """JSON-able form of ``value``; raises :class:`UnserialisableValueError` if none.
+
+    LangChain objects and other values go through ``dumpd``; pydantic models of
+    ``output_types``, also inside lists and dicts, become tagged entries (see the module
+    docstring). Any other pydantic model has no safe JSON form.
+    """
+    if isinstance(value, BaseModel) and not isinstance(value, Serializable):
+        tag, data = (output_types or _NO_TYPES).dump(value)
+        return {"lc": 1, "type": OUTPUT_MARKER, "id": [tag], "data": data}
+    if _plain_dict(value):
+        return {k: encode_value(v, output_types) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [encode_value(v, output_types) for v in value]
     data = dumpd(value)
     if _contains_unserialisable(data):
         raise UnserialisableValueError(f"{type(value).__name__} has no safe JSON form")
     return data
 
 
-def decode_value(data: Any) -> Any:
-    """Revive a value stored by :func:`encode_value` (langchain-core classes only)."""
+def _revive_outputs(data: Any, output_types: OutputTypes) -> Any:
+    """``data`` with its tagged entries revived: the parts :func:`encode_value` walked."""
+    if isinstance(data, list):
+        return [_revive_outputs(v, output_types) for v in data]
+    if not isinstance(data, dict) or (len(data) == 1 and _ESCAPED in data):
+        return data
+    if "lc" not in data:
+        return {k: _revive_outputs(v, output_types) for k, v in data.items()}
+    if data.get("lc") != 1 or data.get("type") != OUTPUT_MARKER:
+        return data  # a LangChain object: load() revives it
+    ident = data.get("id")
+    if not (isinstance(ident, list) and len(ident) == 1 and isinstance(ident[0], str)):
+        raise CacheError(f"structured output entry with a malformed id {ident!r}")
+    return output_types.load(ident[0], data.get("data"))
+
+
+def decode_value(data: Any, output_types: OutputTypes | None = None) -> Any:
+    """Revive a value stored by :func:`encode_value` (langchain-core classes only).
+
+    Structured outputs revive only as classes of ``output_types``.
+
+    Raises:
+        StaleEntryError: a structured output whose class is not in ``output_types``, or
+            that no longer validates.
+        CacheError: a malformed structured output entry.
+        ValueError: (and ``TypeError``, ``KeyError``, ``NotImplementedError``) from
+            ``load``, for data it cannot revive.
+    """
+    data = _revive_outputs(data, output_types or _NO_TYPES)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return load(data, allowed_objects="core")
+
+
+def _schema_json(schema: Any) -> Any:
+    """A structured output schema (pydantic class, TypedDict, JSON schema) as JSON."""
+    if isinstance(schema, Mapping):
+        return _stable_data(dict(schema))
+    try:
+        if isinstance(schema, type) and issubclass(schema, BaseModel):
+            return schema.model_json_schema()
+        return convert_to_json_schema(schema)
+    except (PydanticUserError, TypeError, ValueError, NotImplementedError):
+        # No JSON schema (arbitrary types): keyed by name, so at worst a miss.
+        return {"unconverted": _stable(repr(schema))}
+
+
+def output_schemas(runnable: Runnable[Any, Any]) -> list[Any]:
+    """The JSON schemas of the structured outputs ``runnable`` produces, for cache keys.
+
+    Found in ``with_structured_output`` bindings (any method, any schema kind), in
+    output parsers' ``pydantic_object`` (``PydanticOutputParser``,
+    ``JsonOutputParser``...) and in ``PydanticToolsParser`` tools, through sequences,
+    bindings, fallbacks and the runnables other runnables' fields hold. Outputs built
+    inside a function (``RunnableLambda``) cannot be seen; register their classes in
+    ``output_types``, whose schemas join the key too.
+
+    Example:
+        >>> from langchain_core.output_parsers import PydanticOutputParser
+        >>> from pydantic import BaseModel, PydanticUserError
+        >>> class City(BaseModel):
+        ...     name: str
+        >>> output_schemas(PydanticOutputParser(pydantic_object=City))[0]["title"]
+        'City'
+    """
+    found: list[Any] = []
+    _walk_schemas(runnable, found, set())
+    return found
+
+
+def _walk_schemas(runnable: Runnable[Any, Any], found: list[Any], seen: set[int]) -> None:
+    if id(runnable) in seen:
+        return
+    seen.add(id(runnable))
+    if isinstance(runnable, RunnableBindingBase):
+        requested = runnable.kwargs.get("ls_structured_output_format")
+        if isinstance(requested, Mapping) and requested.get("schema") is not None:
+            found.append(_schema_json(requested["schema"]))
+    if isinstance(runnable, BaseOutputParser):
+        target = getattr(runnable, "pydantic_object", None)
+        if isinstance(target, type):
+            found.append(_schema_json(target))
+        if isinstance(runnable, PydanticToolsParser):
+            found.extend(_schema_json(tool) for tool in runnable.tools)
+    fields = getattr(type(runnable), "model_fields", {})
+    for name in fields:
+        for child in _runnables_in(getattr(runnable, name, None)):
+            _walk_schemas(child, found, seen)
 
 
 def to_chunk(value: Any) -> Any:

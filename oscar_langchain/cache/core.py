@@ -246,6 +246,8 @@ class CacheStats:
         bypassed: requests the temperature policy kept away from the cache.
         evictions: entries removed to respect the maximum size.
         errors: backend failures and corrupt entries (each served as a miss).
+        stale: entries read fine but unusable by this caller: an output type it did not
+            register, or one that no longer validates (each served as a miss).
         size: entries stored at the last count.
     """
 
@@ -256,6 +258,7 @@ class CacheStats:
     bypassed: int = 0
     evictions: int = 0
     errors: int = 0
+    stale: int = 0
     size: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
@@ -291,6 +294,7 @@ class CacheStats:
                 "bypassed": self.bypassed,
                 "evictions": self.evictions,
                 "errors": self.errors,
+                "stale": self.stale,
                 "size": self.size,
                 "hit_rate": self.hit_rate,
                 "semantic_hit_rate": self.semantic_hit_rate,

@@ -7,9 +7,14 @@ calls and :meth:`CacheEngine.alookup` with awaits, so sync and async cannot drif
 
 A backend failure, a corrupt entry or vector, or an embedding of another dimension than
 the index's is a miss plus an error event (``on_event`` and ``stats().errors``), never an
-exception for the caller. The first embedding fixes the index's dimension: after a
-change of embedding model, vectors stored with the old one are skipped (one error event
-per sync) and their entries answer exact lookups only.
+exception for the caller. A lookup may pass ``decode``, which turns a stored value into
+what the caller returns: when it raises :class:`~oscar_langchain.errors.StaleEntryError`
+(an output type the caller did not register, a schema that changed) the entry is a miss
+plus a ``"stale"`` event (``stats().stale``), and when it raises
+:class:`~oscar_langchain.errors.CacheError` (an entry it cannot revive) a miss plus an
+error event; a semantic lookup then tries the next neighbour. The first embedding fixes
+the index's dimension: after a change of embedding model, vectors stored with the old one
+are skipped (one error event per sync) and their entries answer exact lookups only.
 
 Example:
     >>> from oscar_langchain.cache.core import CacheRequest
@@ -45,7 +50,7 @@ from oscar_langchain.cache.core import (
 )
 from oscar_langchain.cache.guard import Guard, GuardLike, RuleGuard, as_guard
 from oscar_langchain.cache.vector_index import FloatArray, VectorIndex, as_unit_vector
-from oscar_langchain.errors import CacheError, ConfigurationError
+from oscar_langchain.errors import CacheError, ConfigurationError, StaleEntryError
 
 __all__ = ["CacheEngine", "CacheEvent", "Lookup"]
 
@@ -53,11 +58,14 @@ logger = logging.getLogger(__name__)
 
 EmbedFn = Callable[[list[str]], Sequence[Sequence[float]]]
 AEmbedFn = Callable[[list[str]], Awaitable[Sequence[Sequence[float]]]]
+Decode = Callable[[Any], Any]
+"""Stored (decoded JSON) value -> the caller's value; raises ``StaleEntryError`` or
+``CacheError`` for an entry that cannot answer."""
 
 
 @dataclass(frozen=True)
 class CacheEvent:
-    """Something worth telling an operator: ``kind`` is ``"error"`` or ``"rejected"``."""
+    """Something worth telling an operator: ``"error"``, ``"rejected"`` or ``"stale"``."""
 
     kind: str
     key: str
@@ -70,7 +78,8 @@ class Lookup:
 
     Attributes:
         hit: whether the cache answered.
-        value: the cached value (decoded JSON) on a hit.
+        value: the cached value on a hit (decoded JSON, passed through the lookup's
+            ``decode`` if it had one).
         key: the exact key a miss should be stored under (``None``: bypassed).
         matched_key: the key of the entry that answered.
         similarity: cosine similarity of a semantic hit (1.0 for exact hits).
@@ -199,10 +208,13 @@ class CacheEngine:
     # -- events and stats ---------------------------------------------------------------
 
     def emit(self, kind: str, key: str, detail: str) -> None:
-        """Report an event (``"error"`` events also count in ``stats()``)."""
+        """Report an event (``"error"`` and ``"stale"`` events also count in ``stats()``)."""
         if kind == "error":
             self._stats.add(errors=1)
             logger.warning("cache %s for %s: %s", kind, key[:16], detail)
+        elif kind == "stale":
+            self._stats.add(stale=1)
+            logger.info("cache entry %s is stale: %s", key[:16], detail)
         if self.on_event is not None:
             self.on_event(CacheEvent(kind, key, detail))
 
@@ -216,24 +228,35 @@ class CacheEngine:
 
     # -- the lookup logic, once ---------------------------------------------------------
 
-    def _decode(self, record: Record) -> tuple[bool, Any]:
+    def _decode(self, record: Record, decode: Decode | None) -> tuple[bool, Any]:
         try:
-            return True, json.loads(record.payload)
+            value = json.loads(record.payload)
         except ValueError as exc:
             self.emit("error", record.key, f"corrupt entry: {exc}")
             return False, None
+        if decode is None:
+            return True, value
+        try:
+            return True, decode(value)
+        except StaleEntryError as exc:
+            self.emit("stale", record.key, str(exc))
+        except CacheError as exc:
+            self.emit("error", record.key, f"cannot revive entry: {exc}")
+        return False, None
 
-    def _steps(self, request: CacheRequest) -> _Steps:
+    def _steps(self, request: CacheRequest, decode: Decode | None = None) -> _Steps:
         slot = self.temperature_policy.slot(request.temperature)
         if slot is None:
             self._stats.add(bypassed=1)
             return Lookup(hit=False)
         key = request.exact_key(slot)
         record = yield _Get(key)
+        unusable = ""  # the exact entry, read and refused: no neighbour of itself
         if isinstance(record, _Failure):
             self.emit("error", key, f"backend: {record.error}")
         elif record is not None:
-            ok, value = self._decode(record)
+            ok, value = self._decode(record, decode)
+            unusable = "" if ok else key
             if ok:
                 self._stats.add(hits=1)
                 return Lookup(True, value, key, key, 1.0)
@@ -258,10 +281,32 @@ class CacheEngine:
         if neighbours is None:
             self._stats.add(misses=1)
             return Lookup(False, key=key)
+        skip = (unusable,) if unusable else ()
+        return (
+            yield from self._neighbour_steps(
+                neighbours, text=text, unit=unit, partition=partition, key=key, skip=skip,
+                decode=decode,
+            )
+        )  # fmt: skip
+
+    def _neighbour_steps(
+        self,
+        neighbours: list[tuple[str, float]],
+        *,
+        text: str,
+        unit: FloatArray,
+        partition: str,
+        key: str,
+        skip: tuple[str, ...],
+        decode: Decode | None,
+    ) -> _Steps:
+        """The first neighbour above the threshold that the guard and ``decode`` accept."""
         rejected: list[str] = []
         for cand_key, score in neighbours:
             if score < self.threshold:
                 break
+            if cand_key in skip:
+                continue
             cand = yield _Get(cand_key)
             if isinstance(cand, _Failure):
                 self.emit("error", cand_key, f"backend: {cand.error}")
@@ -275,7 +320,7 @@ class CacheEngine:
                 self._stats.add(rejected=1)
                 self.emit("rejected", cand_key, f"{verdict.reason} (similarity {score:.3f})")
                 continue
-            ok, value = self._decode(cand)
+            ok, value = self._decode(cand, decode)
             if ok:
                 self._stats.add(hits=1, semantic_hits=1)
                 return Lookup(True, value, key, cand_key, score, True, unit.tobytes(), partition)
@@ -379,17 +424,23 @@ class CacheEngine:
             return _Failure(exc)
         raise exc
 
-    def lookup(self, request: CacheRequest) -> Lookup:
-        """Exact lookup, then (if semantic) the nearest guarded neighbour."""
-        return self._drive(self._steps(request))
+    def lookup(self, request: CacheRequest, decode: Decode | None = None) -> Lookup:
+        """Exact lookup, then (if semantic) the nearest guarded neighbour.
+
+        Args:
+            request: the request.
+            decode: turns the stored value into the caller's (see the module docstring);
+                an entry it refuses is a miss.
+        """
+        return self._drive(self._steps(request, decode))
 
     def prepare(self, request: CacheRequest) -> Lookup:
         """A miss ``Lookup`` for storing without reading first (key and embedding only)."""
         return self._drive(self._prepare_steps(request))
 
-    async def alookup(self, request: CacheRequest) -> Lookup:
+    async def alookup(self, request: CacheRequest, decode: Decode | None = None) -> Lookup:
         """Async :meth:`lookup`, same logic."""
-        return await self._adrive(self._steps(request))
+        return await self._adrive(self._steps(request, decode))
 
     async def aprepare(self, request: CacheRequest) -> Lookup:
         """Async :meth:`prepare`."""

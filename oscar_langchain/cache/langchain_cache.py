@@ -43,6 +43,7 @@ from oscar_langchain.cache.adapters import (
 )
 from oscar_langchain.cache.core import CacheRequest
 from oscar_langchain.cache.engine import CacheEngine, Lookup
+from oscar_langchain.errors import CacheError
 
 __all__ = ["OscarCache", "llm_string_temperature"]
 
@@ -141,8 +142,8 @@ def _turns(prompt: str) -> list[Turn] | None:
         return turns
     try:
         revived = decode_value(data)
-    except (ValueError, TypeError, KeyError, NotImplementedError):
-        return None
+    except (ValueError, TypeError, KeyError, NotImplementedError, CacheError):
+        return None  # not a message list (CacheError: a structured output's shape)
     if isinstance(revived, list) and revived and all(isinstance(m, BaseMessage) for m in revived):
         return message_turns(revived)
     return None
@@ -181,18 +182,22 @@ class OscarCache(BaseCache):
             return request_from_turns(turns, llm_string, params, self.namespace)
         return CacheRequest(prompt, llm_string, params, namespace=self.namespace)
 
-    def _result(self, lookup: Lookup) -> RETURN_VAL_TYPE | None:
-        if not lookup.hit or not isinstance(lookup.value, list):
-            return None
+    @staticmethod
+    def _revive(stored: Any) -> list[Generation]:
+        """The engine's ``decode``: stored JSON -> generations (a refusal is a miss)."""
+        if not isinstance(stored, list):
+            raise CacheError("entry holds no generations")
         try:
-            generations = [decode_value(g) for g in lookup.value]
+            generations = [decode_value(g) for g in stored]
         except (ValueError, TypeError, KeyError, NotImplementedError) as exc:
-            self.engine.emit("error", lookup.matched_key or "", f"cannot revive entry: {exc}")
-            return None
+            raise CacheError(str(exc)) from exc
         if not all(isinstance(g, Generation) for g in generations):
-            self.engine.emit("error", lookup.matched_key or "", "entry holds no generations")
-            return None
+            raise CacheError("entry holds no generations")
         return generations
+
+    @staticmethod
+    def _result(lookup: Lookup) -> RETURN_VAL_TYPE | None:
+        return lookup.value if lookup.hit else None
 
     def _payload(self, return_val: Sequence[Any], key: str) -> list[Any] | None:
         try:
@@ -203,7 +208,7 @@ class OscarCache(BaseCache):
 
     def lookup(self, prompt: str, llm_string: str) -> RETURN_VAL_TYPE | None:
         """Cached generations for this prompt and model, or ``None``."""
-        return self._result(self.engine.lookup(self._request(prompt, llm_string)))
+        return self._result(self.engine.lookup(self._request(prompt, llm_string), self._revive))
 
     def update(self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE) -> None:
         """Store generations (the write re-derives key and embedding)."""
@@ -219,7 +224,8 @@ class OscarCache(BaseCache):
 
     async def alookup(self, prompt: str, llm_string: str) -> RETURN_VAL_TYPE | None:
         """Async :meth:`lookup`."""
-        return self._result(await self.engine.alookup(self._request(prompt, llm_string)))
+        lookup = await self.engine.alookup(self._request(prompt, llm_string), self._revive)
+        return self._result(lookup)
 
     async def aupdate(self, prompt: str, llm_string: str, return_val: RETURN_VAL_TYPE) -> None:
         """Async :meth:`update`."""

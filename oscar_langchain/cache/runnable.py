@@ -13,6 +13,18 @@ configurable model (resolved with the call's config) holding a sampling model sa
 Each run is annotated with ``oscar.cache.hit``, ``oscar.cache.semantic``,
 ``oscar.cache.similarity``, ``oscar.cache.key`` and ``oscar.cache.shared``.
 
+**Structured outputs.** Messages, documents, strings and JSON data (the dicts of
+``JsonOutputParser``, or of ``with_structured_output`` on a JSON schema or a
+``TypedDict``) are cached as they are. Pydantic models (``with_structured_output(Model)``,
+``PydanticOutputParser``) are cached only for the classes given in ``output_types``:
+stored as JSON with a type tag, revived by validating into the registered class (see
+:mod:`~oscar_langchain.cache.output_types`); other models pass through uncached, with an
+error event that names the fix. An entry whose class is not registered here, or that no
+longer validates (the schema changed), is a miss counted in ``stats()["stale"]``; the
+recomputed answer overwrites it. Keys hold the JSON schemas of the structured outputs
+the runnable requests and of ``output_types``, so two output schemas never share
+entries, ``model_id`` or not.
+
 Example:
     >>> from langchain_core.language_models import FakeListChatModel
     >>> model = FakeListChatModel(responses=["Paris", "Lyon"])
@@ -34,7 +46,7 @@ from langchain_core.callbacks import (
 )
 from langchain_core.embeddings import Embeddings
 from langchain_core.runnables import Runnable, RunnableConfig
-from pydantic import ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from oscar_langchain._runnable import OscarRunnable, aannotate_run, annotate_run, child_config
 from oscar_langchain.cache.adapters import (
@@ -45,13 +57,16 @@ from oscar_langchain.cache.adapters import (
     decode_value,
     encode_value,
     model_identity,
+    output_schemas,
     request_from_input,
     sampling_temperature,
     to_chunk,
 )
 from oscar_langchain.cache.core import CacheRequest
 from oscar_langchain.cache.engine import CacheEngine, Lookup
+from oscar_langchain.cache.output_types import OutputTypes, schema_digest
 from oscar_langchain.cache.singleflight import SingleFlight
+from oscar_langchain.errors import CacheError
 
 __all__ = ["CachedRunnable", "semantic_engine"]
 
@@ -72,7 +87,31 @@ _Result = tuple[Any, Lookup]
 
 
 class CachedRunnable(OscarRunnable[Any, Any]):
-    """Caches the outputs of ``runnable`` (chat models, chains, retrievers...)."""
+    """Caches the outputs of ``runnable`` (chat models, chains, retrievers...).
+
+    Structured outputs are cached for the pydantic classes listed in ``output_types``
+    (the classes given to ``with_structured_output`` or ``PydanticOutputParser``).
+
+    Example:
+        >>> from langchain_core.language_models import FakeListChatModel
+        >>> from langchain_core.output_parsers import PydanticOutputParser
+        >>> from pydantic import BaseModel
+        >>> class City(BaseModel):
+        ...     name: str
+        ...     country: str
+        >>> model = FakeListChatModel(responses=['{"name": "Paris", "country": "France"}'])
+        >>> chain = model | PydanticOutputParser(pydantic_object=City)
+        >>> cached = CachedRunnable(runnable=chain, output_types=[City])
+        >>> cached.invoke("Capital of France?")
+        City(name='Paris', country='France')
+        >>> hit = cached.invoke("Capital of France?")
+        >>> type(hit).__name__, cached.stats()["hits"]
+        ('City', 1)
+        >>> uncached = CachedRunnable(runnable=chain)  # City not registered: not stored
+        >>> _ = uncached.invoke("Capital of France?"), uncached.invoke("Capital of France?")
+        >>> uncached.stats()["hits"], uncached.stats()["size"]
+        (0, 0)
+    """
 
     model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
 
@@ -84,10 +123,20 @@ class CachedRunnable(OscarRunnable[Any, Any]):
     """Keys never cross namespaces (tenants, applications)."""
     model_id: str | None = None
     """Identity used in keys; default: the model's type and invocation parameters."""
+    output_types: tuple[type[BaseModel], ...] = ()
+    """The pydantic model classes whose instances may be cached (structured outputs, as
+    given to ``with_structured_output`` or ``PydanticOutputParser``); other models are
+    passed through uncached. See :mod:`oscar_langchain.cache.output_types`."""
 
     _flight: SingleFlight = PrivateAttr(default_factory=SingleFlight)
+    _types: OutputTypes = PrivateAttr(default_factory=OutputTypes)
     _identity: tuple[str, dict[str, Any]] | None = PrivateAttr(default=None)
     _temperature: SamplingTemperature | None = PrivateAttr(default=None)
+
+    def model_post_init(self, context: Any, /) -> None:
+        """Build the output-type registry (``ConfigurationError`` names the field)."""
+        super().model_post_init(context)
+        self._types = OutputTypes(self.output_types)
 
     @classmethod
     def is_lc_serializable(cls) -> bool:
@@ -108,11 +157,20 @@ class CachedRunnable(OscarRunnable[Any, Any]):
     ) -> CacheRequest:
         """The request's key material.
 
-        Its params: the model's identity, ``config["configurable"]`` (see
-        ``configurable_params``) and ``call_kwargs`` (``stop=...``).
+        Its params: the model's identity, digests of the structured output schemas the
+        runnable holds and of those of ``output_types`` (with ``model_id`` too),
+        ``config["configurable"]`` (see ``configurable_params``) and ``call_kwargs``
+        (``stop=...``).
         """
         if self._identity is None:
-            self._identity = model_identity(self.runnable)
+            model, params = model_identity(self.runnable)
+            # Each only when there is one, so other keys are those of earlier versions.
+            found, registered = output_schemas(self.runnable), self._types.schemas()
+            if found:
+                params = {**params, "output_schema": schema_digest(found)}
+            if registered:
+                params = {**params, "output_types": schema_digest(registered)}
+            self._identity = model, params
         model, params = self._identity
         params = {**params, **configurable_params(config), **(call_kwargs or {})}
         if "temperature" not in params:
@@ -140,23 +198,39 @@ class CachedRunnable(OscarRunnable[Any, Any]):
         sampling = temperature is not None and temperature > 0
         return not sampling or self.cache.temperature_policy.mode == "cache"
 
-    def _decode_hit(self, lookup: Lookup) -> tuple[bool, Any, list[Any] | None]:
-        if not lookup.hit or not isinstance(lookup.value, dict) or "value" not in lookup.value:
-            return False, None, None
+    def _revive(self, stored: Any) -> tuple[Any, list[Any] | None]:
+        """The engine's ``decode``: a stored entry -> ``(value, chunks)``.
+
+        A structured output of an unregistered class or that no longer validates raises
+        ``StaleEntryError``, anything else unrevivable ``CacheError``: both are misses.
+        """
+        if not isinstance(stored, dict) or "value" not in stored:
+            raise CacheError("entry holds no value")
         try:
-            value = decode_value(lookup.value["value"])
-            raw_chunks = lookup.value.get("chunks")
-            chunks = [decode_value(c) for c in raw_chunks] if raw_chunks else None
+            value = decode_value(stored["value"], self._types)
+            raw_chunks = stored.get("chunks")
+            chunks = [decode_value(c, self._types) for c in raw_chunks] if raw_chunks else None
         except (ValueError, TypeError, KeyError, NotImplementedError) as exc:
-            self.cache.emit("error", lookup.matched_key or "", f"cannot revive entry: {exc}")
-            return False, None, None
-        return True, value, chunks
+            raise CacheError(str(exc)) from exc
+        return value, chunks
+
+    def _lookup(self, request: CacheRequest) -> tuple[Lookup, Any, list[Any] | None]:
+        lookup = self.cache.lookup(request, self._revive)
+        value, chunks = lookup.value if lookup.hit else (None, None)
+        return lookup, value, chunks
+
+    async def _alookup(self, request: CacheRequest) -> tuple[Lookup, Any, list[Any] | None]:
+        lookup = await self.cache.alookup(request, self._revive)
+        value, chunks = lookup.value if lookup.hit else (None, None)
+        return lookup, value, chunks
 
     def _payload(self, value: Any, chunks: list[Any] | None, lookup: Lookup) -> Any:
         try:
             return {
-                "value": encode_value(value),
-                "chunks": [encode_value(c) for c in chunks] if chunks is not None else None,
+                "value": encode_value(value, self._types),
+                "chunks": (
+                    [encode_value(c, self._types) for c in chunks] if chunks is not None else None
+                ),
             }
         except UnserialisableValueError as exc:
             self.cache.emit("error", lookup.key or "", str(exc))
@@ -183,9 +257,8 @@ class CachedRunnable(OscarRunnable[Any, Any]):
         config: RunnableConfig,
         kwargs: Mapping[str, Any],
     ) -> tuple[Any, Lookup, bool]:
-        lookup = self.cache.lookup(request)
-        ok, value, _ = self._decode_hit(lookup)
-        if ok:
+        lookup, value, _ = self._lookup(request)
+        if lookup.hit:
             return value, lookup, True
         value = self.runnable.invoke(input, child_config(config, run_manager), **kwargs)
         payload = self._payload(value, None, lookup)
@@ -201,9 +274,8 @@ class CachedRunnable(OscarRunnable[Any, Any]):
         config: RunnableConfig,
         kwargs: Mapping[str, Any],
     ) -> tuple[Any, Lookup, bool]:
-        lookup = await self.cache.alookup(request)
-        ok, value, _ = self._decode_hit(lookup)
-        if ok:
+        lookup, value, _ = await self._alookup(request)
+        if lookup.hit:
             return value, lookup, True
         value = await self.runnable.ainvoke(input, child_config(config, run_manager), **kwargs)
         payload = self._payload(value, None, lookup)
@@ -259,10 +331,9 @@ class CachedRunnable(OscarRunnable[Any, Any]):
         **kwargs: Any,
     ) -> Iterator[Any]:
         request = self._request(input, config, call_kwargs=kwargs)
-        lookup = self.cache.lookup(request)
-        ok, value, chunks = self._decode_hit(lookup)
-        annotate_run(run_manager, self._attributes(lookup, ok))
-        if ok:
+        lookup, value, chunks = self._lookup(request)
+        annotate_run(run_manager, self._attributes(lookup, lookup.hit))
+        if lookup.hit:
             yield from chunks if chunks else [to_chunk(value)]
             return
         seen: list[Any] = []
@@ -281,10 +352,9 @@ class CachedRunnable(OscarRunnable[Any, Any]):
         **kwargs: Any,
     ) -> AsyncIterator[Any]:
         request = self._request(input, config, call_kwargs=kwargs)
-        lookup = await self.cache.alookup(request)
-        ok, value, chunks = self._decode_hit(lookup)
-        await aannotate_run(run_manager, self._attributes(lookup, ok))
-        if ok:
+        lookup, value, chunks = await self._alookup(request)
+        await aannotate_run(run_manager, self._attributes(lookup, lookup.hit))
+        if lookup.hit:
             for chunk in chunks if chunks else [to_chunk(value)]:
                 yield chunk
             return

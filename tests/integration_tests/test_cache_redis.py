@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import time
 import uuid
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from langchain_core.caches import BaseCache
 from langchain_core.runnables import RunnableLambda
 from langchain_tests.integration_tests import AsyncCacheTestSuite, SyncCacheTestSuite
+from pydantic import BaseModel, create_model
 
 from oscar_langchain.cache import LFU, CachedRunnable, CacheEngine, OscarCache, RedisBackend
 from oscar_langchain.cache.backends import Record
@@ -106,6 +108,47 @@ def test_corrupt_redis_entry_is_a_miss(redis_server: RedisServer) -> None:
     assert engine.stats()["errors"] == 1
     backend.put(Record(req.exact_key(), '"ok"'), now=0.0)
     assert engine.lookup(req).value == "ok"
+
+
+class _Place(BaseModel):
+    city: str
+    at: dt.datetime
+
+
+class _Answer(BaseModel):
+    place: _Place
+    colour: Literal["red", "blue"]
+
+
+def test_structured_outputs_are_shared_and_stale_ones_overwritten(
+    redis_server: RedisServer,
+) -> None:
+    name, emb = prefix(), OfflineEmbeddings()
+    answer = _Answer(place=_Place(city="Paris", at=dt.datetime(2024, 5, 1, tzinfo=dt.timezone.utc)),
+                     colour="blue")  # fmt: skip
+    calls: list[str] = []
+
+    def cached(make: Any, types: list[type[BaseModel]]) -> CachedRunnable:
+        engine = CacheEngine(RedisBackend(redis_server.url, prefix=name),
+                             embed=emb.embed_documents, threshold=0.6)  # fmt: skip
+        lam = RunnableLambda(lambda q: (calls.append(q), make())[1])
+        return CachedRunnable(runnable=lam, cache=engine, model_id="answers", output_types=types)
+
+    writer = cached(lambda: answer, [_Answer])
+    assert writer.invoke("What is the capital of France?") == answer
+    reader = cached(lambda: answer, [_Answer])  # another process: revives the shared entry
+    hit = reader.invoke("What is the capital city of France?")  # a semantic neighbour
+    assert (
+        hit == answer and type(hit.place) is _Place and calls == ["What is the capital of France?"]
+    )
+    moved = create_model("_Answer", __module__="app.v2", place=(_Place, ...),
+                         colour=(Literal["red", "blue"], ...))  # fmt: skip
+    fresh = cached(lambda: moved(place=answer.place, colour="red"), [moved])
+    first = fresh.invoke("What is the capital of France?")  # same schema, unregistered tag
+    assert type(first) is moved and fresh.stats()["stale"] == 1 and len(calls) == 2
+    assert fresh.invoke("What is the capital of France?").colour == "red"  # overwritten
+    assert len(calls) == 2
+    writer.cache.clear()
 
 
 def test_redis_stopped_mid_run_serves_misses_and_recovers(own_redis_server: RedisServer) -> None:

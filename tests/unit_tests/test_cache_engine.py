@@ -13,7 +13,7 @@ from oscar_langchain.cache.backends import MemoryBackend, Record, SQLiteBackend
 from oscar_langchain.cache.core import CacheRequest, ContextPolicy, TemperaturePolicy
 from oscar_langchain.cache.engine import CacheEngine, CacheEvent
 from oscar_langchain.embeddings import OfflineEmbeddings
-from oscar_langchain.errors import CacheError, ConfigurationError
+from oscar_langchain.errors import CacheError, ConfigurationError, StaleEntryError
 from tests.unit_tests.cache_pairs import PAIRS, evaluate
 
 
@@ -247,3 +247,50 @@ def test_corrupt_vector_bytes_are_an_error_event(tmp_path: Path) -> None:
     assert not engine.lookup(req).hit and engine.stats()["errors"] == 1
     engine.store(req, "x", replace(engine.prepare(req), vector=b"\x00" * 6))  # corrupt too
     assert engine.stats()["errors"] == 2 and engine.lookup(req).hit  # exact still works
+
+
+# -- decode: entries the caller refuses are misses -----------------------------------------
+
+
+def _refuse(bad: object) -> Callable[[object], object]:
+    def decode(value: object) -> object:
+        if value == bad:
+            raise StaleEntryError(f"{value!r} is stale")
+        if value == "corrupt":
+            raise CacheError("cannot read it")
+        return f"decoded {value}"
+
+    return decode
+
+
+def test_decode_revives_hits_and_refused_entries_are_counted_misses() -> None:
+    events: list[CacheEvent] = []
+    engine = CacheEngine(on_event=events.append)
+    old, corrupt = CacheRequest("old", "m"), CacheRequest("corrupt", "m")
+    put(engine, old, "v1")
+    put(engine, corrupt, "corrupt")
+    decode = _refuse("v1")
+    stale = engine.lookup(old, decode)
+    assert not stale.hit and stale.key == old.exact_key()  # stored again under this key
+    assert not engine.lookup(corrupt, decode).hit
+    assert [(e.kind, e.detail) for e in events] == [
+        ("stale", "'v1' is stale"),
+        ("error", "cannot revive entry: cannot read it"),
+    ]
+    engine.store(old, "v2", stale)  # the recomputed answer overwrites the stale one
+    assert engine.lookup(old, decode).value == "decoded v2"
+    assert asyncio.run(engine.alookup(old, decode)).value == "decoded v2"
+    stats = engine.stats()
+    assert (stats["hits"], stats["misses"], stats["stale"], stats["errors"]) == (2, 2, 1, 1)
+
+
+def test_a_refused_neighbour_passes_to_the_next_and_the_exact_entry_is_read_once() -> None:
+    engine = semantic(top_k=4)
+    put(engine, CacheRequest("What is the capital of France?", "m"), "v1")
+    put(engine, CacheRequest("What's the capital of France?", "m"), "fresh")
+    hit = engine.lookup(CacheRequest("What is the capital city of France?", "m"), _refuse("v1"))
+    assert hit.hit and hit.semantic and hit.value == "decoded fresh"
+    assert engine.stats()["stale"] == 1
+    again = engine.lookup(CacheRequest("What is the capital of France?", "m"), _refuse("v1"))
+    assert again.hit and again.value == "decoded fresh"  # its own stale entry is not retried
+    assert engine.stats()["stale"] == 2 and engine.stats()["hits"] == 2
