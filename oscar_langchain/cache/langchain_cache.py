@@ -32,15 +32,8 @@ from langchain_core.embeddings import Embeddings
 from langchain_core.messages import BaseMessage
 from langchain_core.outputs import Generation
 
-from oscar_langchain.cache.adapters import (
-    Turn,
-    UnserialisableValueError,
-    decode_value,
-    encode_value,
-    message_turns,
-    request_from_turns,
-    serialised_turns,
-)
+from oscar_langchain.cache.adapters import Turn, message_turns, request_from_turns, serialised_turns
+from oscar_langchain.cache.codec import UnserialisableValueError, decode_value, encode_value
 from oscar_langchain.cache.core import CacheRequest
 from oscar_langchain.cache.engine import CacheEngine, Lookup
 from oscar_langchain.errors import CacheError

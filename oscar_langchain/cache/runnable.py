@@ -9,7 +9,7 @@ Concurrent identical misses make one upstream call (single-flight, sync and asyn
 The temperature policy sees the temperature of every model the runnable may call, not
 only a bare model's: a chain, a binding, a retry or fallback wrapper, a router or a
 configurable model (resolved with the call's config) holding a sampling model samples
-(see :func:`~oscar_langchain.cache.adapters.sampling_temperature`).
+(see :func:`~oscar_langchain.cache.identity.sampling_temperature`).
 Each run is annotated with ``oscar.cache.hit``, ``oscar.cache.semantic``,
 ``oscar.cache.similarity``, ``oscar.cache.key`` and ``oscar.cache.shared``.
 
@@ -49,21 +49,22 @@ from langchain_core.runnables import Runnable, RunnableConfig
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from oscar_langchain._runnable import OscarRunnable, aannotate_run, annotate_run, child_config
-from oscar_langchain.cache.adapters import (
-    SamplingTemperature,
+from oscar_langchain.cache.adapters import configurable_params, request_from_input
+from oscar_langchain.cache.codec import (
     UnserialisableValueError,
     assemble_chunks,
-    configurable_params,
     decode_value,
     encode_value,
-    model_identity,
-    output_schemas,
-    request_from_input,
-    sampling_temperature,
     to_chunk,
 )
 from oscar_langchain.cache.core import CacheRequest
 from oscar_langchain.cache.engine import CacheEngine, Lookup
+from oscar_langchain.cache.identity import (
+    SamplingTemperature,
+    model_identity,
+    output_schemas,
+    sampling_temperature,
+)
 from oscar_langchain.cache.output_types import OutputTypes, schema_digest
 from oscar_langchain.cache.singleflight import SingleFlight
 from oscar_langchain.errors import CacheError

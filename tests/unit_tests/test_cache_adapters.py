@@ -28,15 +28,13 @@ from langchain_core.runnables import RunnableLambda
 from oscar_langchain import RouterRunnable
 from oscar_langchain.cache import OscarCache
 from oscar_langchain.cache.adapters import (
-    assemble_chunks,
-    decode_value,
     message_turns,
-    model_identity,
     request_from_input,
     request_from_messages,
     serialised_turns,
-    to_chunk,
 )
+from oscar_langchain.cache.codec import assemble_chunks, decode_value, to_chunk
+from oscar_langchain.cache.identity import model_identity
 from oscar_langchain.cache.langchain_cache import _turns
 from oscar_langchain.routing import Route
 
@@ -173,7 +171,7 @@ def test_llm_cache_tells_agent_conversations_apart() -> None:
 _ROUTER_IDENTITY = """
 from langchain_core.language_models import FakeListChatModel
 from oscar_langchain import RouterRunnable
-from oscar_langchain.cache.adapters import model_identity
+from oscar_langchain.cache.identity import model_identity
 from oscar_langchain.routing import Route
 route = Route(name="small", runnable=FakeListChatModel(responses=["a"]), context_window=8192)
 print(model_identity(RouterRunnable(routes=[route]))[0])

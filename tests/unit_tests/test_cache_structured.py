@@ -38,13 +38,9 @@ from oscar_langchain.cache import (
     SQLiteBackend,
     semantic_engine,
 )
-from oscar_langchain.cache.adapters import (
-    OUTPUT_MARKER,
-    decode_value,
-    encode_value,
-    output_schemas,
-)
 from oscar_langchain.cache.backends import Record
+from oscar_langchain.cache.codec import OUTPUT_MARKER, decode_value, encode_value
+from oscar_langchain.cache.identity import output_schemas
 from oscar_langchain.cache.output_types import OutputTypes, UnserialisableValueError, type_tag
 from oscar_langchain.embeddings import OfflineEmbeddings
 from oscar_langchain.errors import CacheError, ConfigurationError, StaleEntryError
